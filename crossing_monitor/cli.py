@@ -1,0 +1,162 @@
+"""The `crossing-monitor` command line.
+
+Handlers are imported lazily ("module:function") so that `--help` and `analyze` start fast and
+never pay for importing Faust or aiokafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from crossing_monitor import __version__
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _handler(spec: str) -> Callable[[argparse.Namespace], int]:
+    module, _, func = spec.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="compute the metrics of a recorded log (.jsonl or .jsonl.gz) without a broker",
+        description="Fold a recorded event log into the per-port figures of SPEC §2 and print them.",
+    )
+    p.add_argument("log", help="recorded log: .jsonl or .jsonl.gz ('-' reads standard input)")
+    p.add_argument("--format", choices=("json", "table"), default="table", help="output format (default: table)")
+    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.set_defaults(handler="crossing_monitor.analyze:main")
+
+
+def _add_broker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "broker",
+        help="run a local single-node Apache Kafka broker (KRaft) on 127.0.0.1",
+        description="Fetch Apache Kafka's jars from Maven Central (cached), format a KRaft storage "
+        "directory and run a single-node broker on loopback until Ctrl-C.",
+    )
+    p.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092; 0 = any free)")
+    p.add_argument("--data-dir", help="KRaft storage directory (default: a fresh temporary directory)")
+    p.add_argument("--fetch-only", action="store_true", help="only fetch the jars into the cache, then exit")
+    p.set_defaults(handler="crossing_monitor.kafka_local:main")
+
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_TOPIC = "crossing.events"
+
+
+def _add_kafka_options(p: argparse.ArgumentParser, topic_help: str = "topic") -> None:
+    p.add_argument(
+        "--bootstrap",
+        default=None,
+        help=f"Kafka bootstrap servers (default: $CROSSING_MONITOR_BOOTSTRAP or {DEFAULT_BOOTSTRAP})",
+    )
+    p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"{topic_help} (default: {DEFAULT_TOPIC})")
+
+
+# ---- simulate / record / replay (producers/) ------------------------------------------------
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="calibrated gate sensors publishing live (or faster), or writing a log",
+        description="Simulate the gate sensors of the catalogue's ports, lane by lane, and publish "
+        "their events to Kafka or write them to a log.",
+    )
+    p.add_argument("--ports", help="comma-separated port slugs (default: every port of the catalogue)")
+    p.add_argument("--start", help="first simulated day or instant, local time (default: today)")
+    p.add_argument("--days", type=float, default=1.0, help="how many days to simulate (default 1)")
+    p.add_argument("--speed", default="1", help="1 = real time, N = N× faster, 'max' = as fast as possible")
+    p.add_argument("--scenario", help="a named scenario (see --list-scenarios)")
+    p.add_argument("--list-scenarios", action="store_true", help="list the named scenarios and exit")
+    p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same events (default 1)")
+    p.add_argument("--regime", choices=("h986", "legacy"), default=None, help="inspection regime")
+    p.add_argument("--faults", default="", help="comma-separated sensor faults: duplicates,offline,missed,skew")
+    p.add_argument("--out", help="write a log (.jsonl or .jsonl.gz) instead of publishing to Kafka")
+    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_kafka_options(p)
+    p.set_defaults(handler="producers.simulate:main")
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="topic → recorded log", description="Record a topic into a log file.")
+    p.add_argument("out", help="log file to write (.jsonl.gz or .jsonl)")
+    p.add_argument("--from-now", action="store_true", help="start at the end of the topic, not its beginning")
+    p.add_argument("--follow", action="store_true", help="keep recording until Ctrl-C, not just to the end")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    _add_kafka_options(p)
+    p.set_defaults(handler="producers.record:main")
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="recorded log → topic", description="Replay a recorded log onto a topic.")
+    p.add_argument("log", help="recorded log (.jsonl or .jsonl.gz)")
+    p.add_argument("--speed", default="1", help="1 = original pace, N = N× faster, 'max' = as fast as possible")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_kafka_options(p, "topic to replay into; use another one to keep live figures untouched")
+    p.set_defaults(handler="producers.replay:main")
+
+
+# ---- the worker (streams/) -----------------------------------------------------------------
+
+
+def _add_worker(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="the stream processor (a Faust worker) serving /api/ports and /metrics",
+        description="Consume sensor events, keep every port's figures and serve them over HTTP.",
+    )
+    p.add_argument("--web-host", default="127.0.0.1", help="address of the HTTP server (default 127.0.0.1)")
+    p.add_argument("--web-port", type=int, default=6066, help="port of the HTTP server (default 6066)")
+    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
+    p.add_argument("--data-dir", help="worker data directory (default: ./var/worker-<web port>)")
+    p.add_argument("--loglevel", default="info", help="log level (default info)")
+    _add_kafka_options(p, "sensor events topic")
+    p.set_defaults(handler="streams.worker:main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossing-monitor",
+        description="Real-time monitor for land-border crossing ports.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_analyze, _add_simulate, _add_record, _add_replay, _add_worker, _add_broker):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _handler(args.handler)(args)
+    except CliError as exc:
+        print(f"crossing-monitor {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"crossing-monitor {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def bootstrap_of(args: argparse.Namespace) -> str:
+    """The Kafka bootstrap servers: --bootstrap, else $CROSSING_MONITOR_BOOTSTRAP, else the local default."""
+    import os
+
+    return args.bootstrap or os.environ.get("CROSSING_MONITOR_BOOTSTRAP") or DEFAULT_BOOTSTRAP
