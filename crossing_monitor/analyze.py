@@ -94,7 +94,7 @@ def render_table(report: dict[str, Any]) -> None:
             f"{p['queue']['outbound']}/{p['queue']['inbound']}",
             p["watermark"] or "–",
         )
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # a file or pipe: never truncate
     console.print(table)
     rejected = report["rejected"]
     console.print("rejected: " + ", ".join(f"{reason} {count:,}" for reason, count in rejected.items()))

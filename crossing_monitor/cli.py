@@ -12,10 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from crossing_monitor import __version__
+from crossing_monitor.errors import CliError
 
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
+__all__ = ["CliError", "bootstrap_of", "build_parser", "main"]
 
 
 def _handler(spec: str) -> Callable[[argparse.Namespace], int]:

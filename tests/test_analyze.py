@@ -1,0 +1,111 @@
+"""`crossing-monitor analyze`: the JSON of SPEC §3 from a log file, and clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import orjson
+import pytest
+from eventlog import crossing, event, write_log
+
+from crossing_monitor.cli import main
+
+SPEC_PORT_KEYS = [
+    "crossings", "cargo_tonnes", "days", "peak_day", "watermark", "throughput_per_hour",
+    "avg_inspection_seconds", "last_hour_avg_inspection_seconds", "avg_wait_seconds",
+    "last_hour_avg_wait_seconds", "queue",
+]
+
+
+def sample_events():
+    return (
+        crossing("a", "2023-09-27T09:00:00+08:00", "2023-09-27T09:10:00+08:00", "2023-09-27T09:28:00+08:00",
+                 cargo_tonnes=20.5)
+        + crossing("b", "2023-09-27T09:05:00+08:00", None, None, direction="inbound")
+        + [b"garbage", b"", event("gate.exited", "2023-09-27T09:30:00+08:00", "c", port="moon")]
+    )
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(["analyze", *argv, "--format", "json"]) == 0
+    return orjson.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", ["day.jsonl", "day.jsonl.gz"])
+def test_analyze_prints_the_spec_json(tmp_path, capsys, name):
+    path = write_log(tmp_path / name, sample_events())
+    out = run_json(capsys, path)
+    assert list(out) == ["ports", "rejected"]
+    port = out["ports"]["khorgos"]
+    assert list(port) == SPEC_PORT_KEYS
+    assert port["crossings"] == 1 and port["cargo_tonnes"] == 20.5
+    assert port["days"] == {"2023-09-27": {"crossings": 1, "cargo_tonnes": 20.5,
+                                           "avg_inspection_seconds": {"all": 1080.0, "truck": 1080.0},
+                                           "avg_wait_seconds": 600.0}}
+    assert port["peak_day"] == {"date": "2023-09-27", "crossings": 1}
+    assert port["watermark"] == "2023-09-27T09:28:00+08:00"
+    assert port["throughput_per_hour"] == 1
+    assert port["avg_inspection_seconds"] == {"all": 1080.0, "truck": 1080.0}
+    assert port["avg_wait_seconds"] == 600.0
+    assert port["queue"] == {"outbound": 0, "inbound": 1}
+    # the blank line is no event; the rest are counted
+    assert out["rejected"] == {"malformed": 1, "invalid": 0, "unknown_port": 1, "duplicate": 0}
+
+
+def test_compression_is_recognised_by_content_not_name(tmp_path, capsys):
+    plain = write_log(tmp_path / "a.jsonl", sample_events())
+    disguised = tmp_path / "b.jsonl"
+    disguised.write_bytes(gzip.compress(open(plain, "rb").read()))
+    assert run_json(capsys, plain) == run_json(capsys, str(disguised))
+
+
+def test_table_format_is_readable(tmp_path, capsys):
+    path = write_log(tmp_path / "day.jsonl", sample_events())
+    assert main(["analyze", path]) == 0
+    out = capsys.readouterr().out
+    assert "khorgos" in out and "2023-09-27" in out and "malformed 1" in out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: str(p / "missing.jsonl"), "no such file"),
+        (lambda p: str(p), "is a directory"),
+        (lambda p: (p / "bad.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00broken") and str(p / "bad.jsonl.gz"),
+         "unreadable"),
+    ],
+)
+def test_a_missing_or_unreadable_log_is_one_line_and_exit_2(tmp_path, make, message):
+    path = make(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "crossing_monitor", "analyze", path, "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in proc.stderr
+
+
+def test_a_bad_argument_is_reported_without_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "crossing_monitor", "analyze", "x", "--format", "xml"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "invalid choice: 'xml'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_broken_catalogue_is_one_line(tmp_path):
+    bad = tmp_path / "ports.toml"
+    bad.write_text("[khorgos]\nname = 'K'\n")
+    log = write_log(tmp_path / "l.jsonl", sample_events())
+    proc = subprocess.run([sys.executable, "-m", "crossing_monitor", "analyze", log, "--catalogue", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "has no 'neighbour'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_analyze_reads_standard_input(tmp_path):
+    log = write_log(tmp_path / "l.jsonl", sample_events())
+    with open(log, "rb") as f:
+        proc = subprocess.run([sys.executable, "-m", "crossing_monitor", "analyze", "-", "--format", "json"],
+                              stdin=f, capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    assert orjson.loads(proc.stdout)["ports"]["khorgos"]["crossings"] == 1
