@@ -93,9 +93,11 @@ def _parse_timestamp_slow(value: str) -> int | None:
 
 _minute_starts: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" (naive) -> epoch microseconds
 _offsets: dict[str, int] = {"Z": 0, "z": 0}  # "+08:00" -> microseconds east of UTC
-_second_parts: dict[str, int] = {}  # ":SS" or ":SS.fff" -> microseconds
+_seconds: dict[str, int] = {f":{s:02d}": min(s, 59) * 1_000_000 for s in range(61)}  # leap second: :59
+_fractions: dict[str, int] = {"": 0}  # ".fff" -> microseconds
 _OFFSET = re.compile(r"[+-]([01]\d|2[0-3]):[0-5]\d")
-_SECOND_PART = re.compile(r":([0-5]\d|60)(\.\d{1,9})?")
+_MINUTE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d")
+_FRACTION = re.compile(r"\.\d{1,9}")
 _CACHE_SIZE = 100_000
 
 
@@ -116,19 +118,24 @@ def parse_timestamp(value: str) -> int | None:
         return None
     if value[-1] in "Zz":
         offset = value[-1]
-        seconds = value[16:-1]
+        fraction = value[19:-1]
     else:
         offset = value[-6:]
-        seconds = value[16:-6]
+        fraction = value[19:-6]
     minute = value[:16]
     start = _minute_starts.get(minute)
     off = _offsets.get(offset)
-    sec = _second_parts.get(seconds)
-    if start is None or off is None or sec is None:
-        if _parse_timestamp_slow(value) is None:
-            return None
+    sec = _seconds.get(value[16:19])
+    frac = _fractions.get(fraction)
+    if start is None or off is None or sec is None or frac is None:
         if start is None:
-            naive = datetime.fromisoformat(minute[:10] + "T" + minute[11:]).replace(tzinfo=UTC)
+            if _MINUTE.fullmatch(minute) is None:
+                return None
+            try:
+                naive = datetime(int(minute[:4]), int(minute[5:7]), int(minute[8:10]), int(minute[11:13]),
+                                 int(minute[14:16]), tzinfo=UTC)
+            except ValueError:  # e.g. 30 February
+                return None
             start = _cached(_minute_starts, minute, (naive - _EPOCH) // _MICROSECOND)
         if off is None:
             if _OFFSET.fullmatch(offset) is None:
@@ -136,12 +143,12 @@ def parse_timestamp(value: str) -> int | None:
             sign = -1 if offset[0] == "-" else 1
             off = _cached(_offsets, offset, sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60) * 1_000_000)
         if sec is None:
-            if _SECOND_PART.fullmatch(seconds) is None:
+            return None
+        if frac is None:
+            if _FRACTION.fullmatch(fraction) is None:
                 return None
-            whole = min(int(seconds[1:3]), 59)  # a leap second counts as the second before it
-            frac = int(seconds[4:10].ljust(6, "0")) if len(seconds) > 3 else 0
-            sec = _cached(_second_parts, seconds, whole * 1_000_000 + frac)
-    return start - off + sec
+            frac = _cached(_fractions, fraction, int(fraction[1:7].ljust(6, "0")))
+    return start - off + sec + frac
 
 
 def decode(raw: bytes | str) -> dict | Rejection:

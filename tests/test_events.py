@@ -102,8 +102,9 @@ def test_a_field_missing_or_of_the_wrong_type_or_value_is_invalid(change, field)
     assert field in result.detail
 
 
-@pytest.mark.parametrize("field", ["event_id", "type", "ts", "port", "lane", "direction", "vehicle_id",
-                                   "vehicle_class", "sensor_id"])
+@pytest.mark.parametrize(
+    "field", ["event_id", "type", "ts", "port", "lane", "direction", "vehicle_id", "vehicle_class", "sensor_id"]
+)
 def test_every_required_field_is_required(field):
     obj = event("gate.entered", "2023-09-27T08:15:02+08:00")
     del obj[field]
@@ -135,3 +136,26 @@ def test_unknown_extra_fields_and_nulls_for_optional_ones_are_ignored():
     assert isinstance(ev, Event) and ev.booked is None
     ev = _parse(event("vehicle.arrived", "2023-09-27T08:15:02+08:00", booked=True))
     assert ev.booked is True
+
+
+from datetime import datetime  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TS_ALPHABET = "0123456789-:T Zz.+tx"
+
+
+@given(st.text(alphabet=_TS_ALPHABET, min_size=18, max_size=36))
+def test_the_cached_timestamp_parser_agrees_with_the_full_rfc3339_one_on_any_text(text):
+    assert parse_timestamp(text) == _parse_timestamp_slow(text)
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.sampled_from(["Z", "+08:00", "-03:30", "+05:45"]),
+    st.sampled_from(["", ".5", ".123", ".123456"]),
+)
+def test_the_cached_timestamp_parser_agrees_on_real_timestamps(dt, offset, fraction):
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S") + fraction + offset
+    assert parse_timestamp(text) == _parse_timestamp_slow(text) is not None

@@ -1,0 +1,143 @@
+"""HTTP interface of the worker (SPEC §3): /api/ports, /api/ports/{port}, /metrics.
+
+A port's figures live on the worker that owns its partition. Any worker answers for every port:
+it asks Faust's router which worker owns a port and fetches that worker's local answer
+(`?local=1`), so a wall display can point at any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from crossing_monitor.events import REJECT_REASONS
+from crossing_monitor.metrics import PortMetrics
+from streams.app import app, catalogue, events_topic, processor, settings
+from streams.exporter import WorkerCollector
+
+log = logging.getLogger("crossing_monitor.worker")
+
+registry = CollectorRegistry(auto_describe=False)
+registry.register(WorkerCollector(processor, app, settings))
+
+
+def _json(web: Any, data: Any, status: int = 200) -> Response:
+    return web.bytes(orjson.dumps(data), content_type="application/json", status=status)
+
+
+def _owner_url(port: str) -> str | None:
+    """Base URL of the worker that owns `port`, or None when this worker does."""
+    try:
+        url = app.router.external_topic_key_store(events_topic, port.encode())
+    except (KeyError, IndexError, AttributeError):
+        return None  # no assignment metadata yet: answer from what this worker has
+    me = (settings.web_host, settings.web_port)
+    if (url.host, url.port) == me:
+        return None
+    return str(url).rstrip("/")
+
+
+def local_report(port: str) -> dict[str, Any] | None:
+    metrics = processor.port_metrics(port)
+    return None if metrics is None else metrics.report()
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+        if resp.status == 404:
+            return None
+        resp.raise_for_status()
+        return orjson.loads(await resp.read())
+
+
+async def _remote(owners: dict[str, list[str]], path: str) -> dict[str, Any]:
+    """GET `path` from each other worker; {base url: answer}."""
+    if not owners:
+        return {}
+    async with aiohttp.ClientSession() as session:
+        results = await asyncio.gather(*(_fetch(session, base + path) for base in owners), return_exceptions=True)
+    answers = {}
+    for base, result in zip(owners, results, strict=True):
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"worker {base} did not answer: {result}")
+        answers[base] = result
+    return answers
+
+
+@app.page("/api/ports")
+class PortsView(View):
+    """All ports: the same object `analyze --format json` prints."""
+
+    async def get(self, request: Request) -> Response:
+        local_only = request.query.get("local") == "1"
+        owners: dict[str, list[str]] = {}
+        ports: dict[str, Any] = {}
+        for slug in catalogue:
+            owner = None if local_only else _owner_url(slug)
+            if owner is None:
+                report = local_report(slug)
+                if report is not None:
+                    ports[slug] = report
+            else:
+                owners.setdefault(owner, []).append(slug)
+        rejected = dict.fromkeys(REJECT_REASONS, 0)
+        for reason, n in processor.rejected().items():
+            rejected[reason] += n
+        try:
+            answers = await _remote(owners, "/api/ports?local=1")
+        except RuntimeError as exc:
+            return _json(self, {"error": str(exc)}, status=503)
+        for answer in answers.values():
+            for slug, report in answer["ports"].items():
+                ports[slug] = report
+            for reason, n in answer["rejected"].items():
+                rejected[reason] += n
+        ordered = {slug: ports[slug] for slug in catalogue if slug in ports}
+        return _json(self, {"ports": ordered, "rejected": rejected})
+
+
+@app.page("/api/ports/{port}")
+class PortView(View):
+    """One port's object; 404 with a JSON error for a port that is not in the catalogue."""
+
+    async def get(self, request: Request, port: str) -> Response:
+        if port not in catalogue:
+            return _json(self, {"error": f"unknown port {port!r}", "ports": list(catalogue)}, status=404)
+        owner = None if request.query.get("local") == "1" else _owner_url(port)
+        if owner is not None:
+            try:
+                answers = await _remote({owner: [port]}, f"/api/ports/{port}?local=1")
+            except RuntimeError as exc:
+                return _json(self, {"error": str(exc)}, status=503)
+            return _json(self, answers[owner])
+        report = local_report(port)
+        if report is None:  # no event yet: the figures of an empty port
+            report = PortMetrics(port, catalogue[port].timezone).report()
+        return _json(self, report)
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """Prometheus exposition of this worker's ports and health."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/healthz")
+class HealthView(View):
+    async def get(self, request: Request) -> Response:
+        return _json(
+            self,
+            {
+                "status": "ok",
+                "partitions": sorted(processor.partitions),
+                "events_processed": processor.events_processed,
+            },
+        )

@@ -1,0 +1,100 @@
+"""`crossing-monitor worker`: check the broker, make sure the topics exist, run the Faust worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from crossing_monitor.cli import CliError, bootstrap_of
+
+log = logging.getLogger("crossing_monitor.worker")
+
+CONNECT_ATTEMPTS = 10
+CONNECT_DELAY = 2.0
+
+
+async def _ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create missing topics (source partitions = ports' unit of parallelism; DLQ one partition)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()
+
+
+def wait_for_broker(bootstrap: str, topics: dict[str, int], attempts: int = CONNECT_ATTEMPTS) -> None:
+    """Retry until the broker answers, with one line per attempt; CliError if it never does."""
+    from aiokafka.errors import KafkaError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            asyncio.run(asyncio.wait_for(_ensure_topics(bootstrap, topics), timeout=20))
+            return
+        except (TimeoutError, KafkaError, OSError) as exc:
+            reason = type(exc).__name__ if not str(exc) else str(exc)
+            print(
+                f"crossing-monitor worker: Kafka at {bootstrap} not reachable ({reason}); attempt {attempt}/{attempts}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if attempt < attempts:
+                time.sleep(CONNECT_DELAY)
+    raise CliError(
+        f"Kafka at {bootstrap} is not reachable; start one with `crossing-monitor broker` "
+        "or name another with --bootstrap"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    bootstrap = bootstrap_of(args)
+    os.environ["CROSSING_MONITOR_BOOTSTRAP"] = bootstrap
+    os.environ["CROSSING_MONITOR_TOPIC"] = args.topic
+    os.environ["CROSSING_MONITOR_WEB_HOST"] = args.web_host
+    os.environ["CROSSING_MONITOR_WEB_PORT"] = str(args.web_port)
+    if args.catalogue:
+        os.environ["CROSSING_MONITOR_CATALOGUE"] = args.catalogue
+    if args.data_dir:
+        os.environ["CROSSING_MONITOR_DATA_DIR"] = args.data_dir
+
+    from crossing_monitor.catalogue import CatalogueError
+
+    try:
+        from streams.settings import Settings
+
+        settings = Settings.from_env()
+        from crossing_monitor.catalogue import load_catalogue
+
+        load_catalogue(settings.catalogue)
+    except CatalogueError as exc:
+        raise CliError(str(exc)) from None
+    wait_for_broker(bootstrap, {settings.topic: settings.partitions, settings.dlq_topic: 1})
+    os.makedirs(settings.data_dir, exist_ok=True)
+
+    from faust.worker import Worker
+
+    from streams.app import app
+
+    print(
+        f"crossing-monitor worker: consuming {settings.topic} at {bootstrap}; "
+        f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
