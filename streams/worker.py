@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -28,10 +29,8 @@ async def _ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -57,7 +58,7 @@ def test_analyze_prints_the_spec_json(tmp_path, capsys, name):
 def test_compression_is_recognised_by_content_not_name(tmp_path, capsys):
     plain = write_log(tmp_path / "a.jsonl", sample_events())
     disguised = tmp_path / "b.jsonl"
-    disguised.write_bytes(gzip.compress(open(plain, "rb").read()))
+    disguised.write_bytes(gzip.compress(Path(plain).read_bytes()))
     assert run_json(capsys, plain) == run_json(capsys, str(disguised))
 
 
