@@ -7,6 +7,8 @@ Events are acknowledged only once a snapshot that contains them has been written
 committed offset never runs ahead of the state; after a crash the snapshot is restored and the
 events after it are consumed again. Events at offsets the snapshot already holds are skipped.
 That is at-least-once delivery made exact: nothing is counted twice and nothing is lost.
+Should the consumer ever be positioned past the checkpoint (an offset committed by a worker that
+died before its checkpoint was flushed), the worker seeks back to the checkpoint's offset.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class PartitionState:
     next_offset: int = 0  # the offset after the last event folded in
     pending: list[Any] = field(default_factory=list)  # events folded in, not yet in a snapshot
     dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to send
+    seek_deadline: float | None = None  # while set, messages past next_offset are dropped: a seek is on its way
+    last_event_at: float = 0.0  # monotonic time of the last message handled
+    last_seek_at: float = 0.0
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""

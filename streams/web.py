@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from crossing_monitor.events import REJECT_REASONS
 from crossing_monitor.metrics import PortMetrics
-from streams.app import app, catalogue, events_topic, processor, settings
+from streams.app import app, assigned_partitions, catalogue, events_topic, processor, settings
 from streams.exporter import WorkerCollector
 
 log = logging.getLogger("crossing_monitor.worker")
@@ -137,7 +137,18 @@ class HealthView(View):
             self,
             {
                 "status": "ok",
+                "assigned": assigned_partitions(),
                 "partitions": sorted(processor.partitions),
                 "events_processed": processor.events_processed,
+                "state": {
+                    str(p): {
+                        "restored_offset": part.restored_offset,
+                        "next_offset": part.next_offset,
+                        "pending": len(part.pending),
+                        "rejected": part.monitor.rejected,
+                        "ports": sorted(part.monitor.ports),
+                    }
+                    for p, part in sorted(processor.partitions.items())
+                },
             },
         )

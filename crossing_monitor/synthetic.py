@@ -1,8 +1,8 @@
 """A quick, deterministic year of traffic for the benchmarks: every catalogue port, every vehicle's
 whole pipeline (arrival, entry, scan, sometimes inspection, exit), in event-time order.
 
-Not the simulator (`crossing-monitor simulate` models lanes and queues); this only needs to be
-large, realistic in shape and fast to write.
+Used by the benchmarks and the worker's tests. Not the simulator (`crossing-monitor simulate`
+models lanes and queues): this only needs to be large, realistic in shape and fast to write.
 """
 
 from __future__ import annotations

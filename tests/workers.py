@@ -1,0 +1,184 @@
+"""Real workers and real Kafka traffic for integration tests: start, feed, query, kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+PARTITIONS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def key_of(line: bytes) -> bytes | None:
+    """The message key a sensor would use: its port; None for a line that is not an event."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    port = obj.get("port") if isinstance(obj, dict) else None
+    return port.encode() if isinstance(port, str) else None
+
+
+async def _produce(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=1 << 20, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    n = 0
+    try:
+        for line in lines:
+            await producer.send(topic, line, key=key_of(line))
+            n += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+def produce(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+    """Send lines in order, keyed by port (idempotent producer: no duplicates from retries)."""
+    return asyncio.run(_produce(bootstrap, topic, lines))
+
+
+async def _consume_all(bootstrap: str, topic: str) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=3000, max_records=10000):
+            for messages in batch.values():
+                out.extend(messages)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def consume_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every message of a topic, from the beginning to where it ends now."""
+    return asyncio.run(_consume_all(bootstrap, topic))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {str(last)[:500]}")
+
+
+class WorkerProcess:
+    """`crossing-monitor worker` as a child process of the test, on loopback."""
+
+    def __init__(self, bootstrap: str, topic: str, workdir: Path, name: str = "w") -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.port = free_port()
+        self.data_dir = workdir / f"{name}-data"
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerProcess:
+        env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS))
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "crossing_monitor",
+                "worker",
+                "--bootstrap",
+                self.bootstrap,
+                "--topic",
+                self.topic,
+                "--web-port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--loglevel",
+                "info",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        wait_until(self.healthy, 90, f"worker on port {self.port} to answer (log: {self.log_path})")
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}: {self.log_tail()}")
+        return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def metrics(self) -> str:
+        return httpx.get(self.url + "/metrics", timeout=10).text
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def kill(self) -> None:
+        """kill -9 of the whole process group: no goodbye, no final checkpoint."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
+
+
+def _get_raw(self: WorkerProcess, path: str) -> httpx.Response:
+    return httpx.get(self.url + path, timeout=10)
+
+
+WorkerProcess.get_raw = _get_raw  # type: ignore[attr-defined]
