@@ -155,7 +155,7 @@ class PortMetrics:
             if hour != self.hour:
                 self._advance(hour)
         ids[event_id] = None
-        self.id_hours[-1][1].append(event_id)
+        self._ids_this_hour.append(event_id)
         etype = ev.type
         self.events_by_type[etype] += 1
         if etype == "gate.exited":
@@ -170,10 +170,10 @@ class PortMetrics:
         v = self.vehicles.get(vehicle_id)
         if v is None:
             v = self.vehicles[vehicle_id] = [None, None, None, None, None, self.hour]
-            self.vehicle_hours[-1][1].append(vehicle_id)
+            self._vehicles_this_hour.append(vehicle_id)
         elif v[TOUCHED_HOUR] != self.hour:
             v[TOUCHED_HOUR] = self.hour
-            self.vehicle_hours[-1][1].append(vehicle_id)
+            self._vehicles_this_hour.append(vehicle_id)
         return v
 
     def _exited(self, ev: Event) -> None:
@@ -181,9 +181,10 @@ class PortMetrics:
         cls = ev.vehicle_class
         cargo = ev.cargo_tonnes
         grams = round(cargo * 1_000_000) if cargo else 0
-        day = self.days.get(self.clock.day(ts))
+        day_name = self.clock.day(ts)
+        day = self.days.get(day_name)
         if day is None:
-            day = self.days[self.clock.day(ts)] = _new_day()
+            day = self.days[day_name] = _new_day()
         day[0] += 1
         day[1] += grams
         self.crossings += 1
@@ -311,8 +312,10 @@ class PortMetrics:
     def _advance(self, hour: int) -> None:
         """The watermark entered a new hour: forget what no figure can need any more."""
         self.hour = hour
-        self.id_hours.append((hour, []))
-        self.vehicle_hours.append((hour, []))
+        self._ids_this_hour: list[str] = []
+        self._vehicles_this_hour: list[str] = []
+        self.id_hours.append((hour, self._ids_this_hour))
+        self.vehicle_hours.append((hour, self._vehicles_this_hour))
         ids = self.ids
         while self.id_hours[0][0] <= hour - ID_RETENTION_HOURS:
             for event_id in self.id_hours.popleft()[1]:
@@ -443,9 +446,13 @@ class PortMetrics:
         m.watermark = state["watermark"]
         m.hour = state["hour"]
         m.id_hours = deque((h, list(ids)) for h, ids in state["id_hours"])
+        if m.id_hours:
+            m._ids_this_hour = m.id_hours[-1][1]
         m.ids = {event_id: None for _, ids in m.id_hours for event_id in ids}
         m.vehicles = {k: list(v) for k, v in state["vehicles"].items()}
         m.vehicle_hours = deque((h, list(vids)) for h, vids in state["vehicle_hours"])
+        if m.vehicle_hours:
+            m._vehicles_this_hour = m.vehicle_hours[-1][1]
         m.waiting = {k: list(v) for k, v in state["waiting"].items()}
         m.events_by_type = dict(state["events_by_type"])
         m.crossings = state["crossings"]

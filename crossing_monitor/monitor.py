@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from orjson import JSONDecodeError, loads
+
 from crossing_monitor.catalogue import Catalogue
-from crossing_monitor.events import REJECT_REASONS, Event, Rejection, parse
+from crossing_monitor.events import REJECT_REASONS, Event, Rejection, parse, validate
 from crossing_monitor.metrics import PortMetrics
 
 
@@ -32,7 +34,12 @@ class Monitor:
 
     def process(self, raw: bytes | str) -> Event | Rejection:
         """Judge one message and fold it in; the Rejection says why it goes to the dead letters."""
-        result = parse(raw, self.slugs)
+        try:
+            obj = loads(raw)
+        except JSONDecodeError:
+            obj = None
+        # the common case inline (a JSON object); anything else goes through `parse` for its reason
+        result = validate(obj, self.slugs) if type(obj) is dict else parse(raw, self.slugs)
         if type(result) is Rejection:
             if self.skip_blank and not raw.strip():
                 return result
