@@ -398,6 +398,7 @@ class PortMetrics:
                 "avg_wait_seconds": _mean_seconds(d[3], d[4]),
             }
             for day, d in sorted(self.days.items())
+            if d[0] or d[4] or any(n for _, n in d[2].values())  # a retraction can leave a day empty
         }
         peak = self.peak_day()
         return {

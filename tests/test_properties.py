@@ -3,6 +3,7 @@ gives the same `analyze` result (SPEC §2: replaying a log gives exactly the liv
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import orjson
@@ -78,7 +79,11 @@ def _event_id(line: bytes) -> str | None:
     return obj.get("event_id") if isinstance(obj, dict) and isinstance(obj.get("event_id"), str) else None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(log=messy_logs(), data=st.data())
 def test_any_reordering_keeping_the_first_copy_of_each_duplicate_gives_the_same_result(log, data):
     order = data.draw(st.permutations(range(len(log))))
