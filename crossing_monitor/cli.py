@@ -35,6 +35,23 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="crossing_monitor.analyze:main")
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole monitor on one machine: broker, worker, live traffic, Prometheus",
+        description="Start what is missing (a local Kafka broker unless --bootstrap names one, a worker, "
+        "live traffic for every catalogue port, Prometheus and Alertmanager where installed), print where to "
+        "look, and stop everything on Ctrl-C.",
+    )
+    p.add_argument("--speed", default="10", help="how much faster than real time traffic runs (default 10)")
+    p.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (default 6066)")
+    p.add_argument("--workdir", help="where logs and data go (default: a new temporary directory)")
+    p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager")
+    p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting a local broker")
+    p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"sensor events topic (default {DEFAULT_TOPIC})")
+    p.set_defaults(handler="crossing_monitor.demo:main")
+
+
 def _add_broker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "broker",
@@ -124,6 +141,33 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="streams.worker:main")
 
 
+# ---- dashboards (dashboards/) ----------------------------------------------------------------
+
+
+def _add_dashboards(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dashboards",
+        help="Grafana dashboards of the operations room",
+        description="Manage the Grafana dashboards shipped with crossing-monitor.",
+    )
+    dsub = p.add_subparsers(dest="dashboards_command", metavar="SUBCOMMAND")
+    dsub.required = True
+    push = dsub.add_parser(
+        "push",
+        help="create or update the Prometheus data source and the dashboards in Grafana",
+        description="Create or update the Prometheus data source and every shipped dashboard in Grafana "
+        "(idempotent). Credentials come from the environment only: GRAFANA_TOKEN, or GRAFANA_USER and "
+        "GRAFANA_PASSWORD.",
+    )
+    push.add_argument("--grafana-url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000")
+    push.add_argument(
+        "--prometheus-url",
+        default="http://127.0.0.1:9090",
+        help="URL Grafana uses to reach Prometheus (default http://127.0.0.1:9090)",
+    )
+    push.set_defaults(handler="dashboards.push:main")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossing-monitor",
@@ -132,7 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_analyze, _add_simulate, _add_record, _add_replay, _add_worker, _add_broker):
+    for add in (
+        _add_demo,
+        _add_analyze,
+        _add_simulate,
+        _add_record,
+        _add_replay,
+        _add_worker,
+        _add_broker,
+        _add_dashboards,
+    ):
         add(sub)
     return parser
 

@@ -1,0 +1,285 @@
+"""`crossing-monitor demo`: the whole monitor on one machine, started and stopped with one command.
+
+Starts what is missing and wires it together: a local Kafka broker (unless --bootstrap names one),
+a worker, live traffic for every catalogue port, and Prometheus + Alertmanager + the alert webhook
+where Debian's packages are installed. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from crossing_monitor.cli import CliError
+from crossing_monitor.kafka_local import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORY_SECONDS = 30.0
+
+
+def _say(message: str) -> None:
+    print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+class Children:
+    """The processes the demo started, stopped in reverse order (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        out = open(log, "ab")  # noqa: SIM115 - the child holds it
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        out.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise CliError(f"{name} stopped unexpectedly (exit {proc.returncode}); see its log")
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                _say(f"stopping {name}")
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+                except ProcessLookupError:
+                    pass
+        self.procs.clear()
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CliError(f"{name} exited with {proc.returncode} while starting; see its log")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise CliError(f"{name} did not answer at {url} within {timeout:.0f} s")
+
+
+async def _feed(bootstrap: str, topic: str, speed: float, hours_back: float, stop: asyncio.Event) -> None:
+    """Live traffic for every port: the last `hours_back` hours at once, then `speed`× real time."""
+    from aiokafka import AIOKafkaProducer
+
+    from crossing_monitor import synthetic
+    from crossing_monitor.catalogue import load_catalogue
+
+    wall0 = time.time()
+    now0 = wall0  # event time "now" when the demo started
+    start = datetime.now().astimezone() - timedelta(hours=hours_back)
+    history = hours_back * 3600
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, enable_idempotence=True)
+    await producer.start()
+    try:
+        for line in synthetic.events(load_catalogue(), start, days=365, seed=int(wall0)):
+            if stop.is_set():
+                break
+            event_time = datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
+            if event_time < now0:  # the last hours of history go out within the first 30 s
+                due = wall0 + (event_time - (now0 - history)) / history * HISTORY_SECONDS
+            else:  # then the present, `speed` times faster than real time
+                due = wall0 + HISTORY_SECONDS + (event_time - now0) / speed
+            delay = due - time.time()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except TimeoutError:
+                    pass
+            await producer.send(topic, line, key=orjson.loads(line)["port"].encode())
+    finally:
+        await producer.stop()
+
+
+def _prometheus(children: Children, workdir: Path, worker_port: int) -> list[str]:
+    """Prometheus, Alertmanager and the webhook from Debian's packages, or why they are skipped."""
+    prometheus = shutil.which("prometheus")
+    alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if prometheus is None:
+        _say("Prometheus skipped: not installed (Debian: apt-get install prometheus prometheus-alertmanager)")
+        return []
+    try:
+        from dashboards.promconfig import render_prometheus
+    except ImportError:
+        _say("Prometheus skipped: dashboards.promconfig is not available")
+        return []
+    lines = []
+    am_url = None
+    if alertmanager:
+        from dashboards.promconfig import render_alertmanager
+
+        hook_port, am_port = free_port(), free_port()
+        hook = children.start(
+            "alert webhook",
+            [
+                sys.executable,
+                "-m",
+                "dashboards.webhook",
+                "--port",
+                str(hook_port),
+                "--out",
+                str(workdir / "alerts.jsonl"),
+            ],
+            workdir / "webhook.log",
+        )
+        am_config = render_alertmanager(workdir / "am", webhook_url=f"http://127.0.0.1:{hook_port}")
+        am = children.start(
+            "alertmanager",
+            [
+                alertmanager,
+                f"--config.file={am_config}",
+                f"--storage.path={workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            workdir / "alertmanager.log",
+        )
+        _wait_http(f"http://127.0.0.1:{am_port}/-/ready", 30, am, "alertmanager")
+        am_url = f"127.0.0.1:{am_port}"
+        lines.append(f"Alertmanager  http://127.0.0.1:{am_port}  (alerts land in {workdir / 'alerts.jsonl'})")
+        del hook
+    else:
+        _say("Alertmanager skipped: not installed (Debian: apt-get install prometheus-alertmanager)")
+    prom_port = free_port()
+    config = render_prometheus(workdir / "prom", [f"127.0.0.1:{worker_port}"], alertmanager=am_url)
+    prom = children.start(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        workdir / "prometheus.log",
+    )
+    _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", 60, prom, "prometheus")
+    lines.insert(0, f"Prometheus    http://127.0.0.1:{prom_port}  (rules and alerts of deploy/prometheus)")
+    return lines
+
+
+def main(args: argparse.Namespace) -> int:
+    from crossing_monitor.cli import bootstrap_of
+
+    try:
+        speed = float(args.speed)
+        if speed <= 0:
+            raise ValueError
+    except ValueError:
+        raise CliError(f"--speed must be a positive number, not {args.speed!r}") from None
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="crossing-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    children = Children()
+    broker = None
+    stopping = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if args.bootstrap:
+            bootstrap = bootstrap_of(args)
+            _say(f"using the Kafka broker at {bootstrap}")
+        else:
+            from crossing_monitor.kafka_local import LocalKafka
+
+            _say("starting a local Kafka broker ...")
+            broker = LocalKafka(data_dir=workdir / "kafka").start()
+            bootstrap = broker.bootstrap
+        topic = args.topic
+        from crossing_monitor.kafka_local import create_topics
+
+        create_topics(bootstrap, {topic: 8, f"{topic}.dlq": 1})
+        worker = children.start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "crossing_monitor",
+                "worker",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--web-port",
+                str(args.web_port),
+                "--data-dir",
+                str(workdir / "worker"),
+                "--loglevel",
+                "warning",
+            ],
+            workdir / "worker.log",
+        )
+        _wait_http(f"http://127.0.0.1:{args.web_port}/healthz", 120, worker, "worker")
+        feeder = children.start(
+            "traffic",
+            [sys.executable, "-m", "crossing_monitor.demo", "feed", bootstrap, topic, str(speed)],
+            workdir / "traffic.log",
+        )
+        del feeder
+        extra = [] if args.no_prometheus else _prometheus(children, workdir, args.web_port)
+        base = f"http://127.0.0.1:{args.web_port}"
+        print(
+            "\ncrossing-monitor demo is running - Ctrl-C stops everything it started\n"
+            f"  Kafka         {bootstrap}  (topic {topic}, dead letters {topic}.dlq)\n"
+            f"  Ports (JSON)  {base}/api/ports\n"
+            f"  Metrics       {base}/metrics\n"
+            + "".join(f"  {line}\n" for line in extra)
+            + f"  Traffic       every catalogue port, the last 6 h at once, then {speed:g}x real time\n"
+            f"  Logs          {workdir}\n",
+            flush=True,
+        )
+        while not stopping["now"]:
+            children.check()
+            time.sleep(0.5)
+    finally:
+        children.stop()
+        if broker is not None:
+            _say("stopping the Kafka broker")
+            broker.stop()
+        _say("stopped")
+    return 0
+
+
+def _feed_main(argv: list[str]) -> int:
+    bootstrap, topic, speed = argv[0], argv[1], float(argv[2])
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await _feed(bootstrap, topic, speed, 6.0, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "feed":
+        sys.exit(_feed_main(sys.argv[2:]))
