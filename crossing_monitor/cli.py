@@ -46,6 +46,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", default="10", help="how much faster than real time traffic runs (default 10)")
     p.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (default 6066)")
     p.add_argument("--workdir", help="where logs and data go (default: a new temporary directory)")
+    p.add_argument(
+        "--history-hours",
+        type=float,
+        default=24.0,
+        help="hours of traffic before now, sent in the first 30 s so screens start full (default 24)",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager")
     p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting a local broker")
     p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"sensor events topic (default {DEFAULT_TOPIC})")

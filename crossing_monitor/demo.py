@@ -238,7 +238,16 @@ def main(args: argparse.Namespace) -> int:
         _wait_http(f"http://127.0.0.1:{args.web_port}/healthz", 120, worker, "worker")
         feeder = children.start(
             "traffic",
-            [sys.executable, "-m", "crossing_monitor.demo", "feed", bootstrap, topic, str(speed)],
+            [
+                sys.executable,
+                "-m",
+                "crossing_monitor.demo",
+                "feed",
+                bootstrap,
+                topic,
+                str(speed),
+                str(args.history_hours),
+            ],
             workdir / "traffic.log",
         )
         del feeder
@@ -250,7 +259,8 @@ def main(args: argparse.Namespace) -> int:
             f"  Ports (JSON)  {base}/api/ports\n"
             f"  Metrics       {base}/metrics\n"
             + "".join(f"  {line}\n" for line in extra)
-            + f"  Traffic       every catalogue port, the last 6 h at once, then {speed:g}x real time\n"
+            + f"  Traffic       every catalogue port: the last {args.history_hours:g} h at once, then {speed:g}x"
+            " real time\n"
             f"  Logs          {workdir}\n",
             flush=True,
         )
@@ -267,14 +277,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _feed_main(argv: list[str]) -> int:
-    bootstrap, topic, speed = argv[0], argv[1], float(argv[2])
+    bootstrap, topic, speed, history_hours = argv[0], argv[1], float(argv[2]), float(argv[3])
     stop = asyncio.Event()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _feed(bootstrap, topic, speed, 6.0, stop)
+        await _feed(bootstrap, topic, speed, history_hours, stop)
 
     asyncio.run(run())
     return 0

@@ -132,8 +132,14 @@ def parse_timestamp(value: str) -> int | None:
             if _MINUTE.fullmatch(minute) is None:
                 return None
             try:
-                naive = datetime(int(minute[:4]), int(minute[5:7]), int(minute[8:10]), int(minute[11:13]),
-                                 int(minute[14:16]), tzinfo=UTC)
+                naive = datetime(
+                    int(minute[:4]),
+                    int(minute[5:7]),
+                    int(minute[8:10]),
+                    int(minute[11:13]),
+                    int(minute[14:16]),
+                    tzinfo=UTC,
+                )
             except ValueError:  # e.g. 30 February
                 return None
             start = _cached(_minute_starts, minute, (naive - _EPOCH) // _MICROSECOND)
