@@ -11,8 +11,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[object]:
-    """A running broker with a `.bootstrap`: $CROSSING_MONITOR_BOOTSTRAP if set, else a LocalKafka."""
-    if external := os.environ.get("CROSSING_MONITOR_BOOTSTRAP"):
+    """A running broker with a `.bootstrap`: $CROSSING_MONITOR_TEST_BOOTSTRAP if set, else a LocalKafka."""
+    if external := os.environ.get("CROSSING_MONITOR_TEST_BOOTSTRAP"):
         yield SimpleNamespace(bootstrap=external)
         return
     from crossing_monitor.cli import CliError
