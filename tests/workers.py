@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,11 @@ from typing import Any
 import httpx
 import orjson
 
+from crossing_monitor.kafka_local import free_port
+
+__all__ = ["free_port"]
+
 PARTITIONS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def key_of(line: bytes) -> bytes | None:
