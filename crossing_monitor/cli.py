@@ -185,9 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_demo,
         _add_analyze,
-        _add_simulate,
-        _add_record,
-        _add_replay,
         _add_worker,
         _add_broker,
         _add_dashboards,

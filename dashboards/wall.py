@@ -46,7 +46,7 @@ def figures(slug: str) -> dict[str, tuple[str, str]]:
         ),
         "queue_outbound": (f'max(crossing_queue_vehicles{{{p}, direction="outbound"}})', "queue.outbound"),
         "queue_inbound": (f'max(crossing_queue_vehicles{{{p}, direction="inbound"}})', "queue.inbound"),
-        "wait": (f"max(crossing_wait_avg_seconds{{{p}}})", "avg_wait_seconds"),
+        "wait": (f"max(crossing_wait_avg_seconds{{{p}}})", "last_hour_avg_wait_seconds"),
     }
 
 

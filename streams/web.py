@@ -152,3 +152,64 @@ class HealthView(View):
                 },
             },
         )
+
+
+# --- wall display (issue 7): page, assets, server-sent events --------------------------------------
+
+from aiohttp import web as aioweb  # noqa: E402
+
+from streams import display  # noqa: E402
+
+
+@app.page("/")
+class DisplayPage(View):
+    """The wall display: one tile per catalogue port."""
+
+    async def get(self, request: Request) -> Response:
+        body, ctype = display.asset("index.html")
+        return self.bytes(body, content_type=ctype)
+
+
+@app.page("/display/meta.json")
+class DisplayMeta(View):
+    async def get(self, request: Request) -> Response:
+        return _json(self, display.targets(catalogue))
+
+
+@app.page("/display/events")
+class DisplayEvents(View):
+    """Server-sent events: `ports` (the /api/ports object) whenever it changes, `ping` every 2 s."""
+
+    async def get(self, request: Request) -> Any:
+        resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        url = f"http://{settings.web_host}:{settings.web_port}/api/ports"
+        previous = b""
+        ticks = 0
+        try:
+            async with aiohttp.ClientSession() as session:
+                while True:
+                    try:
+                        async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                            body = await r.read() if r.status == 200 else None
+                    except (TimeoutError, aiohttp.ClientError):
+                        body = None
+                    if body is not None and body != previous:
+                        previous = body
+                        await resp.write(b"event: ports\ndata: " + body + b"\n\n")
+                    elif ticks % 4 == 0:
+                        await resp.write(b"event: ping\ndata: {}\n\n")
+                    ticks += 1
+                    await asyncio.sleep(0.5)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+
+@app.page("/display/{name}")
+class DisplayAsset(View):
+    async def get(self, request: Request, name: str) -> Response:
+        found = display.asset(name)
+        if found is None:
+            return _json(self, {"error": f"no asset {name!r}"}, status=404)
+        return self.bytes(found[0], content_type=found[1])
