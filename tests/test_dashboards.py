@@ -132,7 +132,7 @@ def test_wall_figures_cover_the_api_fields():
         "last_hour_avg_inspection_seconds.truck",
         "queue.outbound",
         "queue.inbound",
-        "avg_wait_seconds",
+        "last_hour_avg_wait_seconds",
     }
 
 
