@@ -66,8 +66,13 @@ def _driver():
 
 
 def _figures(drv, port: str) -> dict[str, str]:
-    els = drv.find_elements("css selector", f'section[data-port="{port}"] [data-fig]')
-    return {e.get_attribute("data-fig"): e.text.split(" ")[0] for e in els}
+    """The tile's figures, read in one script call: the page may re-render between element look-ups."""
+    texts = drv.execute_script(
+        "const out = {}; document.querySelectorAll(arguments[0]).forEach("
+        "e => { out[e.getAttribute('data-fig')] = e.innerText; }); return out;",
+        f'section[data-port="{port}"] [data-fig]',
+    )
+    return {name: (text or "").split(" ")[0] for name, text in texts.items()}
 
 
 def _expected(report: dict) -> dict[str, str]:
