@@ -92,18 +92,31 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         "simulate",
         help="calibrated gate sensors publishing live (or faster), or writing a log",
         description="Simulate the gate sensors of the catalogue's ports, lane by lane, and publish "
-        "their events to Kafka or write them to a log.",
+        "their events to Kafka or write them to a log. Same options and seed, same events.",
     )
     p.add_argument("--ports", help="comma-separated port slugs (default: every port of the catalogue)")
-    p.add_argument("--start", help="first simulated day or instant, local time (default: today)")
-    p.add_argument("--days", type=float, default=1.0, help="how many days to simulate (default 1)")
-    p.add_argument("--speed", default="1", help="1 = real time, N = N× faster, 'max' = as fast as possible")
-    p.add_argument("--scenario", help="a named scenario (see --list-scenarios)")
+    p.add_argument(
+        "--start",
+        help="first simulated instant, local time: YYYY-MM-DD[THH:MM], 'now' or 'today' "
+        "(default: now when publishing live, else the start of today)",
+    )
+    p.add_argument("--days", type=float, default=None, help="how many days to simulate (default 1; 0 = no end)")
+    p.add_argument(
+        "--speed",
+        default=None,
+        help="1 = real time, N = N× faster, 'max' = as fast as possible (default: 1 to Kafka, max to a log)",
+    )
+    p.add_argument("--scenario", help="a named scenario (see --list-scenarios); other options change it")
     p.add_argument("--list-scenarios", action="store_true", help="list the named scenarios and exit")
     p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same events (default 1)")
-    p.add_argument("--regime", choices=("h986", "legacy"), default=None, help="inspection regime")
-    p.add_argument("--faults", default="", help="comma-separated sensor faults: duplicates,offline,missed,skew")
-    p.add_argument("--out", help="write a log (.jsonl or .jsonl.gz) instead of publishing to Kafka")
+    p.add_argument("--regime", choices=("h986", "legacy"), default=None, help="inspection regime (default h986)")
+    p.add_argument(
+        "--faults",
+        default="",
+        help="comma-separated sensor faults, each NAME or NAME=VALUE: duplicates[=share], missed[=share], "
+        "offline[=hours], skew[=seconds] (defaults 0.01, 0.01, 3, 120)",
+    )
+    p.add_argument("--out", help="write a log (.jsonl or .jsonl.gz; '-' = stdout) instead of publishing to Kafka")
     p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     _add_kafka_options(p)
@@ -111,7 +124,12 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_record(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("record", help="topic → recorded log", description="Record a topic into a log file.")
+    p = sub.add_parser(
+        "record",
+        help="topic → recorded log",
+        description="Record a topic into a log file, one message per line as it was sent: up to the end "
+        "the topic had when recording started, or with --follow until Ctrl-C.",
+    )
     p.add_argument("out", help="log file to write (.jsonl.gz or .jsonl)")
     p.add_argument("--from-now", action="store_true", help="start at the end of the topic, not its beginning")
     p.add_argument("--follow", action="store_true", help="keep recording until Ctrl-C, not just to the end")
@@ -121,7 +139,12 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="recorded log → topic", description="Replay a recorded log onto a topic.")
+    p = sub.add_parser(
+        "replay",
+        help="recorded log → topic",
+        description="Replay a recorded log onto a topic, keyed by each event's port. Lines that are not "
+        "valid events are sent as they are, so the worker's dead letters see them.",
+    )
     p.add_argument("log", help="recorded log (.jsonl or .jsonl.gz)")
     p.add_argument("--speed", default="1", help="1 = original pace, N = N× faster, 'max' = as fast as possible")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -185,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_demo,
         _add_analyze,
+        _add_simulate,
+        _add_record,
+        _add_replay,
         _add_worker,
         _add_broker,
         _add_dashboards,

@@ -1,0 +1,96 @@
+"""Named scenarios: the published figures of PORTS.md, re-lived by the simulator.
+
+Each one fixes the ports, the start (local time), the length and whatever differs from the
+catalogue that day; `published` is the figure the scenario is calibrated against and the tests
+check `analyze` against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A reproducible piece of history (or of trouble) at one or more ports."""
+
+    name: str
+    summary: str
+    published: str
+    ports: tuple[str, ...]
+    start: str  # local time of the ports, ISO 8601
+    days: float
+    regime: str | None = None
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="khorgos-record-day",
+            summary="Khorgos on its record day, 27 Sep 2023, in the 24-hour clearance pilot",
+            published="1,927 trucks crossed on 27 Sep 2023",
+            ports=("khorgos",),
+            # From noon the day before, so the record day starts with the port already busy.
+            start="2023-09-26T12:00",
+            days=1.5,
+            # 1,927 trucks / 0.80 truck share = ~2,410 vehicles a day.
+            overrides={"khorgos": {"traffic": {"vehicles_per_day": 2410}}},
+        ),
+        Scenario(
+            name="lektse-before-h986",
+            summary="Lektse in its first months: freight vehicles inspected by hand (legacy regime)",
+            published="average inspection time of a freight vehicle over 2 h",
+            ports=("lektse",),
+            start="2023-11-13T00:00",
+            days=120,
+            regime="legacy",
+        ),
+        Scenario(
+            name="lektse-h986",
+            summary="Lektse with H986 container scanning and AI image recognition",
+            published="average inspection time of a freight vehicle 18 min",
+            ports=("lektse",),
+            start="2024-11-13T00:00",
+            days=365,
+            regime="h986",
+        ),
+        Scenario(
+            name="irkeshtam-first-night",
+            summary="Irkeshtam's first night of round-the-clock cargo clearance, 1-2 Jun 2025",
+            published="966 freight vehicles from 10:00 on 1 Jun 2025 to 08:00 the next day",
+            ports=("irkeshtam",),
+            # From 06:00, so the port is already working at 10:00, until 12:00 the next day.
+            start="2025-06-01T06:00",
+            days=30 / 24,
+            # The first night ran far above the ~585 trucks of an ordinary day (see PORTS.md).
+            overrides={"irkeshtam": {"traffic": {"vehicles_per_day": 1180}}},
+        ),
+        Scenario(
+            name="queue-buildup",
+            summary="Alashankou after the October holiday: walk-up arrivals 12x for 3 hours from 10:00 while "
+            "only 2 outbound lanes are open, then relief",
+            published="the outbound queue rises while arrivals exceed the entry lanes, then falls",
+            ports=("alashankou",),
+            start="2023-10-09T06:00",
+            days=1.0,
+            overrides={
+                "alashankou": {
+                    "lanes": {"outbound": 2},
+                    "surges": [{"from": "2023-10-09T10:00", "hours": 3, "factor": 12}],
+                }
+            },
+        ),
+    )
+}
+
+
+def scenario(name: str) -> Scenario:
+    """The scenario called `name`; KeyError names the ones there are."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(f"no scenario {name!r}; there are: {', '.join(SCENARIOS)}") from None

@@ -1,0 +1,151 @@
+"""record → replay → record on a real broker gives back the same messages, bad lines included."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import uuid
+from collections import defaultdict
+from datetime import datetime
+
+import orjson
+import pytest
+from simhelpers import run_cli
+
+from crossing_monitor.catalogue import load_catalogue
+from producers.record import record
+from producers.run import Run
+
+pytestmark = pytest.mark.kafka
+
+CAT = load_catalogue()
+START = datetime.fromisoformat("2024-05-01T00:00:00+08:00")
+BAD = [b"this is not json", b'{"event_id": "x", "port": "khorgos"}', b"[1, 2, 3]"]
+
+
+def _topic() -> str:
+    return f"rr-{uuid.uuid4().hex[:8]}"
+
+
+def _by_key(lines: list[bytes]) -> dict[str, list[bytes]]:
+    """Lines grouped by port, in order: what Kafka keeps in order (one key, one partition)."""
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for line in lines:
+        try:
+            port = orjson.loads(line).get("port", "?")
+        except (orjson.JSONDecodeError, AttributeError):
+            port = "?"
+        grouped[port].append(line)
+    return dict(grouped)
+
+
+def _read(path) -> list[bytes]:
+    data = path.read_bytes()
+    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).splitlines()
+
+
+def test_simulate_record_replay_record_gives_back_the_same_messages(kafka, tmp_path):
+    live, again = _topic(), _topic()
+    argv = ["--bootstrap", kafka.bootstrap]
+    sim = ["simulate", "--ports", "khorgos,lektse,irkeshtam", "--start", "2024-05-01", "--days", "1"]
+    assert run_cli(*sim, "--speed", "max", "--faults", "duplicates", "--topic", live, *argv) == 0
+    expected = list(Run(CAT, ["khorgos", "lektse", "irkeshtam"], START, 1.0, faults=_dups()).lines())
+
+    first = tmp_path / "first.jsonl.gz"
+    assert run_cli("record", str(first), "--topic", live, *argv) == 0
+    recorded = _read(first)
+    assert sorted(recorded) == sorted(expected)  # nothing lost, nothing twice
+    assert _by_key(recorded) == _by_key(expected)  # and each port in the order it was sent
+
+    with_bad = tmp_path / "with-bad.jsonl"
+    with_bad.write_bytes(b"\n".join(recorded + BAD) + b"\n\n")  # a blank line is no message
+    assert run_cli("replay", str(with_bad), "--speed", "max", "--topic", again, *argv) == 0
+    second = tmp_path / "second.jsonl"
+    assert run_cli("record", str(second), "--topic", again, *argv) == 0
+    assert sorted(_read(second)) == sorted(recorded + BAD)
+    got, want = _by_key(_read(second)), _by_key(recorded + BAD)
+    assert sorted(got.pop("?")) == sorted(want.pop("?"))  # no port, no key: any partition
+    assert got == want  # a port's events, and a bad line naming a port, keep their order
+
+
+def _dups():
+    from producers.faults import Faults
+
+    return Faults(duplicates=0.01)
+
+
+def test_replay_at_original_pace_takes_the_time_between_events(kafka, tmp_path):
+    import time
+
+    topic = _topic()
+    log = tmp_path / "paced.jsonl"
+    stamps = ["2024-05-01T10:00:00.000+08:00", "2024-05-01T10:00:10.000+08:00", "2024-05-01T10:00:20.000+08:00"]
+    log.write_bytes(b"\n".join(_event(i, ts) for i, ts in enumerate(stamps)) + b"\n")
+    started = time.monotonic()
+    assert run_cli("replay", str(log), "--speed", "10", "--topic", topic, "--bootstrap", kafka.bootstrap) == 0
+    assert 1.9 <= time.monotonic() - started < 8  # 20 s of event time at 10x
+
+
+def _event(i: int, ts: str) -> bytes:
+    return orjson.dumps(
+        {"event_id": f"p{i}", "type": "vehicle.arrived", "ts": ts, "port": "lektse", "lane": "in-1",
+         "direction": "inbound", "vehicle_id": f"v{i}", "vehicle_class": "car", "sensor_id": "cam"}
+    )  # fmt: skip
+
+
+def test_record_follow_stops_cleanly_with_everything_fetched(kafka, tmp_path):
+    topic = _topic()
+    out = tmp_path / "follow.jsonl.gz"
+    lines = list(Run(CAT, ["lektse"], START, 20.0).lines())
+
+    async def scenario() -> int:
+        from producers.publish import Publisher
+
+        stop = asyncio.Event()
+        seen = [0]
+
+        def progress(written: int, _total: int | None) -> None:
+            seen[0] = written
+
+        from crossing_monitor.kafka_local import create_topics_async
+
+        await create_topics_async(kafka.bootstrap, {topic: 8})
+        recording = asyncio.ensure_future(
+            record(kafka.bootstrap, topic, str(out), follow=True, stop=stop, progress=progress)
+        )
+        async with Publisher(kafka.bootstrap, topic) as publisher:
+            for line in lines:
+                await publisher.send(b"lektse", line)
+        for _ in range(300):  # until the recorder has caught up (it keeps waiting for more), then Ctrl-C
+            if seen[0] >= len(lines):
+                break
+            await asyncio.sleep(0.05)
+        assert not recording.done()
+        stop.set()
+        return await recording
+
+    written = asyncio.run(scenario())
+    assert written == len(lines)
+    assert _read(out) == lines  # one key: exactly the order sent
+
+
+def test_record_from_now_skips_what_is_already_there(kafka, tmp_path):
+    topic = _topic()
+    lines = list(Run(CAT, ["burang"], START, 30.0).lines())
+
+    async def scenario() -> int:
+        from producers.publish import Publisher
+
+        async with Publisher(kafka.bootstrap, topic) as publisher:
+            for line in lines:
+                await publisher.send(b"burang", line)
+        return await record(kafka.bootstrap, topic, str(tmp_path / "now.jsonl"), from_now=True)
+
+    assert asyncio.run(scenario()) == 0
+    assert _read(tmp_path / "now.jsonl") == []
+
+
+def test_recording_a_missing_topic_is_one_line(kafka, tmp_path, capsys):
+    code = run_cli("record", str(tmp_path / "x.jsonl"), "--topic", "no-such-topic-here", "--bootstrap", kafka.bootstrap)
+    assert code == 2
+    assert "topic 'no-such-topic-here' does not exist" in capsys.readouterr().err

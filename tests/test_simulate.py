@@ -1,0 +1,267 @@
+"""The simulator's model: valid, reproducible events whose times follow from capacity and hours."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter, defaultdict
+from datetime import datetime
+
+import orjson
+import pytest
+from simhelpers import objects, run_cli
+
+from crossing_monitor.analyze import analyze_log
+from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.events import EVENT_TYPES, Event, parse
+from producers.faults import Faults, parse_faults
+from producers.logs import write_log
+from producers.run import Run
+from producers.simulate import parse_start
+
+CAT = load_catalogue()
+START = datetime.fromisoformat("2024-05-01T00:00:00+08:00")
+ORDER = {t: i for i, t in enumerate(EVENT_TYPES)}
+
+
+def lines_of(**kw) -> list[bytes]:
+    params = {"catalogue": CAT, "ports": list(CAT), "start": START, "days": 1.0}
+    params.update(kw)
+    return list(Run(**params).lines())
+
+
+@pytest.fixture(scope="module")
+def day() -> list[bytes]:
+    return lines_of()
+
+
+def test_same_seed_same_bytes_other_seed_other_traffic():
+    assert lines_of(seed=7) == lines_of(seed=7)
+    assert lines_of(seed=7) != lines_of(seed=8)
+
+
+def test_every_event_is_valid_unique_and_in_time_order(day):
+    ids = set()
+    last = 0
+    for line in day:
+        ev = parse(line, CAT)
+        assert isinstance(ev, Event), (ev, line)
+        assert ev.event_id not in ids
+        ids.add(ev.event_id)
+        assert ev.ts >= last
+        last = ev.ts
+    stamps = [o["ts"] for o in objects(day[:100])]
+    assert all(len(s) == len("2024-05-01T09:00:00.123+08:00") and s.endswith("+08:00") for s in stamps)
+
+
+def test_each_vehicle_goes_through_the_pipeline_in_order(day):
+    journeys: dict[str, list[dict]] = defaultdict(list)
+    for o in objects(day):
+        journeys[o["vehicle_id"]].append(o)
+    complete = 0
+    for events in journeys.values():
+        types = [e["type"] for e in events]
+        assert types == sorted(types, key=ORDER.__getitem__)
+        assert types[0] == "vehicle.arrived" and "booked" in events[0]
+        assert len({(e["port"], e["lane"], e["direction"], e["vehicle_class"]) for e in events}) == 1
+        if types[-1] == "gate.exited":
+            complete += 1
+            assert "gate.entered" in types
+            if "scan.completed" in types:
+                result = next(e["result"] for e in events if e["type"] == "scan.completed")
+                assert result in ("clear", "flagged")
+                if result == "flagged":
+                    assert "inspection.started" in types
+            if events[0]["vehicle_class"] == "truck":
+                assert events[-1]["cargo_tonnes"] >= 0
+    assert complete >= 0.98 * len(journeys)  # all but the last few of the day cross
+
+
+def test_classes_directions_and_volume_follow_the_catalogue(day):
+    arrived = [o for o in objects(day) if o["type"] == "vehicle.arrived"]
+    by_port = Counter(o["port"] for o in arrived)
+    khorgos = CAT["khorgos"].traffic
+    assert by_port["khorgos"] == pytest.approx(khorgos["vehicles_per_day"], rel=0.1)
+    k = [o for o in arrived if o["port"] == "khorgos"]
+    trucks = sum(o["vehicle_class"] == "truck" for o in k) / len(k)
+    assert trucks == pytest.approx(khorgos["class_mix"]["truck"], abs=0.05)
+    outbound = sum(o["direction"] == "outbound" for o in k) / len(k)
+    assert outbound == pytest.approx(khorgos["outbound_share"], abs=0.05)
+    booked = [o for o in k if o["vehicle_class"] == "truck"]
+    assert sum(o["booked"] for o in booked) / len(booked) == pytest.approx(khorgos["booked_share"], abs=0.05)
+
+
+def test_vehicles_enter_only_while_the_port_is_open(day):
+    lektse = CAT["lektse"]
+    for o in objects(day):
+        if o["port"] == "lektse" and o["type"] in ("vehicle.arrived", "gate.entered"):
+            assert lektse.hours.is_open(datetime.fromisoformat(o["ts"])), o
+
+
+def test_scanners_and_bays_serve_one_vehicle_at_a_time(day):
+    busy: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for o in objects(day):
+        if o["type"].startswith(("scan.", "inspection.")):
+            busy[o["sensor_id"]].append((o["ts"], o["type"]))
+    assert busy
+    for sensor, seq in busy.items():
+        kinds = [t.split(".")[1] for _, t in seq]
+        assert kinds == ["started", "completed"] * (len(kinds) // 2), sensor
+
+
+def test_legacy_regime_inspects_freight_by_hand_without_scanning():
+    legacy = lines_of(ports=["lektse"], days=5, regime="legacy")
+    trucks = defaultdict(set)
+    for o in objects(legacy):
+        if o["vehicle_class"] == "truck":
+            trucks[o["vehicle_id"]].add(o["type"])
+    assert trucks
+    for types in trucks.values():
+        assert not types & {"scan.started", "scan.completed"}
+        if "gate.exited" in types:
+            assert "inspection.completed" in types
+
+
+def test_log_is_gzip_when_the_name_says_so(tmp_path):
+    lines = lines_of(ports=["burang"], days=3)
+    path = tmp_path / "b.jsonl.gz"
+    assert write_log(path, lines) == len(lines)
+    assert gzip.decompress(path.read_bytes()).splitlines() == lines
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+def _analyze(tmp_path, name, lines):
+    path = tmp_path / name
+    write_log(path, lines)
+    return analyze_log(str(path), CAT)
+
+
+def test_duplicates_are_counted_as_duplicates(tmp_path):
+    run = Run(CAT, ["khorgos"], START, 1.0, faults=Faults(duplicates=0.02))
+    lines = list(run.lines())
+    assert run.stats["fault.duplicates"] > 50
+    report = _analyze(tmp_path, "d.jsonl", lines)
+    assert report["rejected"]["duplicate"] == run.stats["fault.duplicates"]
+    clean = _analyze(tmp_path, "c.jsonl", lines_of(ports=["khorgos"]))
+    assert report["ports"] == clean["ports"]
+
+
+def test_missed_events_are_missing(tmp_path):
+    run = Run(CAT, ["khorgos"], START, 1.0, faults=Faults(missed=0.02))
+    lines = list(run.lines())
+    clean = lines_of(ports=["khorgos"])
+    assert len(lines) == len(clean) - run.stats["fault.missed"]
+    report = _analyze(tmp_path, "m.jsonl", lines)
+    base = _analyze(tmp_path, "c.jsonl", clean)
+    missed_exits = run.stats["fault.missed.gate.exited"]
+    assert missed_exits > 0
+    assert report["ports"]["khorgos"]["crossings"] == base["ports"]["khorgos"]["crossings"] - missed_exits
+
+
+def test_an_offline_port_uploads_late_in_a_burst_with_unchanged_event_times(tmp_path):
+    ports = ["khorgos", "alashankou"]
+    run = Run(CAT, ports, START, 1.0, faults=Faults(offline=4))
+    lines = list(run.lines())
+    clean = lines_of(ports=ports)
+    assert sorted(lines) == sorted(clean) and lines != clean  # the same events, sent later than the others
+    assert run.stats["fault.offline"] > 50
+    stamps = [datetime.fromisoformat(o["ts"]).timestamp() for o in objects(lines)]
+    late = max(high - ts for high, ts in zip(_running_max(stamps), stamps, strict=True))
+    assert late > 3 * 3600  # the burst carries events hours older than what was sent before them
+    assert _analyze(tmp_path, "o.jsonl", lines) == _analyze(tmp_path, "c.jsonl", clean)
+
+
+def _running_max(values):
+    high = float("-inf")
+    for v in values:
+        high = max(high, v)
+        yield high
+
+
+def test_a_skewed_clock_shifts_only_its_own_sensor():
+    skewed = list(objects(lines_of(ports=["khorgos"], faults=Faults(skew=90))))
+    clean = list(objects(lines_of(ports=["khorgos"])))
+    assert [o["event_id"] for o in skewed] == [o["event_id"] for o in clean]
+    shifted = 0
+    for a, b in zip(skewed, clean, strict=True):
+        delta = datetime.fromisoformat(a["ts"]) - datetime.fromisoformat(b["ts"])
+        if a["sensor_id"] == "khorgos-out-1-exit":
+            assert delta.total_seconds() == 90
+            shifted += 1
+        else:
+            assert a == b
+    assert shifted > 0
+
+
+def test_fault_spec_parsing():
+    assert parse_faults("duplicates, offline=4,skew") == Faults(duplicates=0.01, offline=4.0, skew=120.0)
+    for bad in ("gremlins", "missed=2", "offline=soon"):
+        with pytest.raises(ValueError):
+            parse_faults(bad)
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+
+def test_simulate_writes_a_log_and_says_what_it_did(tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    argv = ["simulate", "--ports", "lektse,burang", "--start", "2024-05-01", "--days", "2", "--out", str(out)]
+    assert run_cli(*argv, "--faults", "duplicates") == 0
+    err = capsys.readouterr().err
+    assert "events of lektse, burang from 2024-05-01T00:00+08:00" in err
+    lines = out.read_bytes().splitlines()
+    assert {o["port"] for o in objects(lines)} == {"lektse", "burang"}
+    assert run_cli(*argv, "--faults", "duplicates") == 0
+    assert out.read_bytes().splitlines() == lines
+
+
+def test_list_scenarios(capsys):
+    assert run_cli("simulate", "--list-scenarios") == 0
+    out = capsys.readouterr().out
+    for name in ("khorgos-record-day", "lektse-before-h986", "lektse-h986", "irkeshtam-first-night", "queue-buildup"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ports", "atlantis"], "unknown port 'atlantis'"),
+        (["--scenario", "nope"], "no scenario 'nope'"),
+        (["--speed", "fast"], "--speed 'fast'"),
+        (["--faults", "gremlins"], "unknown fault 'gremlins'"),
+        (["--start", "yesterday-ish"], "--start 'yesterday-ish'"),
+        (["--days", "-1"], "--days must be more than 0"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert run_cli("simulate", "--out", str(tmp_path / "x.jsonl"), *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_start_defaults():
+    tz = CAT["khorgos"].tz
+    assert parse_start(None, tz, live=False).hour == 0
+    assert parse_start("2023-09-27T08:30", tz, live=False).isoformat() == "2023-09-27T08:30:00+08:00"
+
+
+def test_a_broker_that_is_down_is_one_clear_message(capsys, monkeypatch):
+    import socket
+
+    import producers.publish as publish
+
+    monkeypatch.setattr(publish, "ATTEMPTS", 2)
+    monkeypatch.setattr(publish, "RETRY_SECONDS", 0.1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    code = run_cli("simulate", "--ports", "burang", "--speed", "max", "--bootstrap", f"127.0.0.1:{port}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot reach Kafka at 127.0.0.1:{port} after 2 attempts" in err
+    assert "retrying" in err and "Traceback" not in err
+
+
+def test_serialised_events_are_plain_json_objects(day):
+    assert all(type(orjson.loads(line)) is dict for line in day[:1000])
