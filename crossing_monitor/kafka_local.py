@@ -38,6 +38,7 @@ __all__ = [
     "cache_root",
     "create_topics",
     "create_topics_async",
+    "quiet_logger",
     "fetch_jars",
     "free_port",
     "jars_cached",
@@ -240,7 +241,7 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
+def quiet_logger(logger: str) -> Iterator[None]:
     """aiokafka logs every refused connection at ERROR; while polling for readiness that is noise."""
     lg = logging.getLogger(logger)
     level = lg.level
@@ -499,7 +500,7 @@ class LocalKafka:
                     return False
                 raise BrokerError(f"the broker exited with code {self._proc.returncode} while starting:\n{tail}")
             if _accepts(self.port):
-                with _quiet("aiokafka"):
+                with quiet_logger("aiokafka"):
                     ok = asyncio.run(_answers(f"{HOST}:{self.port}", self._cluster_id(), timeout=5.0))
                 if ok:
                     self._say(f"broker answering on {HOST}:{self.port} after {time.monotonic() - started:.1f} s")

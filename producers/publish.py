@@ -10,14 +10,13 @@ partition any other Kafka client would choose for that key.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from crossing_monitor.errors import CliError
+from crossing_monitor.kafka_local import quiet_logger
 
 ATTEMPTS = 5
 RETRY_SECONDS = 2.0
@@ -25,16 +24,9 @@ MAX_IN_FLIGHT = 64  # batches handed over and not yet acknowledged before we wai
 DEFAULT_PARTITIONS = 8  # as the worker creates the topic (CROSSING_MONITOR_PARTITIONS)
 
 
-@contextmanager
-def quiet_aiokafka() -> Iterator[None]:
+def quiet_aiokafka():
     """aiokafka logs every failed connection at ERROR; while we retry, our one line per attempt says it."""
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quiet_logger("aiokafka")
 
 
 def _say(message: str) -> None:

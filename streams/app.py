@@ -83,7 +83,6 @@ class Processor:
         self.events_skipped = 0
         self.checkpoints_written = 0
         self.last_checkpoint_bytes = 0
-        self.last_checkpoint = time.monotonic()
 
     def state_for(self, partition: int) -> PartitionState:
         found = self.partitions.get(partition)
@@ -180,7 +179,6 @@ class Processor:
     def checkpoint_all(self) -> None:
         for part in list(self.partitions.values()):
             self.checkpoint(part)
-        self.last_checkpoint = time.monotonic()
 
     def forget(self, partitions: set[int]) -> None:
         """After a rebalance, state is rebuilt from the checkpoints of what this worker owns."""

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
 import time
 
 from crossing_monitor.cli import CliError, bootstrap_of
+from crossing_monitor.kafka_local import create_topics_async
 
 log = logging.getLogger("crossing_monitor.worker")
 
 CONNECT_ATTEMPTS = 10
 CONNECT_DELAY = 2.0
-
-
-async def _ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create missing topics (source partitions = ports' unit of parallelism; DLQ one partition)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-            log.info("created topics %s", ", ".join(t.name for t in missing))
-    finally:
-        await admin.close()
 
 
 def wait_for_broker(bootstrap: str, topics: dict[str, int], attempts: int = CONNECT_ATTEMPTS) -> None:
@@ -42,7 +24,7 @@ def wait_for_broker(bootstrap: str, topics: dict[str, int], attempts: int = CONN
 
     for attempt in range(1, attempts + 1):
         try:
-            asyncio.run(asyncio.wait_for(_ensure_topics(bootstrap, topics), timeout=20))
+            asyncio.run(asyncio.wait_for(create_topics_async(bootstrap, topics), timeout=20))
             return
         except (TimeoutError, KafkaError, OSError) as exc:
             reason = type(exc).__name__ if not str(exc) else str(exc)

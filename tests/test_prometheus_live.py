@@ -114,6 +114,53 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
+def start_alertmanager(tmp: Path, webhook_url: str, procs: list[subprocess.Popen]) -> str:
+    """Debian's Alertmanager on a free loopback port, every receiver pointed at webhook_url; its address."""
+    address = f"127.0.0.1:{free_port()}"
+    config = render_alertmanager(tmp / "am", webhook_url, group_wait="1s", group_interval="1s")
+    procs.append(
+        _start(
+            [
+                ALERTMANAGER,
+                f"--config.file={config}",
+                f"--storage.path={tmp / 'am-data'}",
+                f"--web.listen-address={address}",
+                "--cluster.listen-address=",
+            ],
+            tmp / "alertmanager.log",
+        )
+    )
+    wait_for(lambda: httpx.get(f"http://{address}/-/ready", timeout=2).status_code == 200, 30, "alertmanager")
+    return address
+
+
+def start_prometheus(tmp: Path, targets: list[str], alertmanager: str | None, procs: list[subprocess.Popen]) -> str:
+    """Debian's Prometheus with the project's rules (durations scaled), 1 s scrapes; its URL once ready."""
+    address = f"127.0.0.1:{free_port()}"
+    config = render_prometheus(
+        tmp / "prom",
+        targets,
+        alertmanager=alertmanager,
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        time_scale=TIME_SCALE,
+    )
+    procs.append(
+        _start(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'prom-data'}",
+                f"--web.listen-address={address}",
+            ],
+            tmp / "prometheus.log",
+        )
+    )
+    url = f"http://{address}"
+    wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, 30, "prometheus")
+    return url
+
+
 class Stack:
     """Exporter, webhook receiver, Alertmanager (if installed) and Prometheus, all on loopback."""
 
@@ -152,45 +199,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.alertmanager_url = None
         am_address = None
         if ALERTMANAGER:
-            am_address = f"127.0.0.1:{free_port()}"
-            am_config = render_alertmanager(tmp / "am", s.webhook.url, group_wait="1s", group_interval="1s")
-            procs.append(
-                _start(
-                    [
-                        ALERTMANAGER,
-                        f"--config.file={am_config}",
-                        f"--storage.path={tmp / 'am-data'}",
-                        f"--web.listen-address={am_address}",
-                        "--cluster.listen-address=",
-                    ],
-                    tmp / "alertmanager.log",
-                )
-            )
+            am_address = start_alertmanager(tmp, s.webhook.url, procs)
             s.alertmanager_url = f"http://{am_address}"
-            ready = f"{s.alertmanager_url}/-/ready"
-            wait_for(lambda: httpx.get(ready, timeout=2).status_code == 200, 30, "alertmanager")
-        prom_address = f"127.0.0.1:{free_port()}"
-        config = render_prometheus(
-            tmp / "prom",
-            [f"127.0.0.1:{exporter_port}"],
-            alertmanager=am_address,
-            scrape_interval="1s",
-            evaluation_interval="1s",
-            time_scale=TIME_SCALE,
-        )
-        procs.append(
-            _start(
-                [
-                    PROMETHEUS,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp / 'prom-data'}",
-                    f"--web.listen-address={prom_address}",
-                ],
-                tmp / "prometheus.log",
-            )
-        )
-        s.prometheus_url = f"http://{prom_address}"
-        wait_for(lambda: httpx.get(f"{s.prometheus_url}/-/ready", timeout=2).status_code == 200, 30, "prometheus")
+        s.prometheus_url = start_prometheus(tmp, [f"127.0.0.1:{exporter_port}"], am_address, procs)
         yield s
     finally:
         for proc in reversed(procs):

@@ -26,18 +26,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from eventlog import crossing, event, lines
-from test_prometheus_live import Stack, _dashboard_exprs, _grafana_variables, _start, _stop
-from workers import WorkerProcess, free_port, produce, wait_until
+from test_prometheus_live import (
+    Stack,
+    _dashboard_exprs,
+    _grafana_variables,
+    _stop,
+    start_alertmanager,
+    start_prometheus,
+)
+from workers import WorkerProcess, api_equals, produce, wait_until
 
 from crossing_monitor import synthetic
 from crossing_monitor.catalogue import load_catalogue
 from crossing_monitor.monitor import Monitor
 from dashboards import wall
-from dashboards.promconfig import duration_seconds, render_alertmanager, render_prometheus
+from dashboards.promconfig import duration_seconds
 from dashboards.webhook import WebhookReceiver
 
 PROMETHEUS = shutil.which("prometheus")
@@ -92,29 +98,6 @@ def _fold(all_lines: list[bytes]) -> dict:
     return monitor.report()
 
 
-class _Differs(list):
-    """A falsy answer to wait_until that still shows the difference when it times out."""
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def _diff(got: dict, expected: dict) -> list[str]:
-    out = [] if got.get("rejected") == expected["rejected"] else [f"rejected {got.get('rejected')}"]
-    for port, report in expected["ports"].items():
-        mine = got.get("ports", {}).get(port, {})
-        out += [f"{port}.{k}: {str(mine.get(k))[:80]} != {str(v)[:80]}" for k, v in report.items() if mine.get(k) != v]
-    return out
-
-
-def _equals(worker: WorkerProcess, expected: dict):
-    def check():
-        answer = worker.get("/api/ports")
-        return answer if answer == expected else _Differs(_diff(answer, expected))
-
-    return check
-
-
 def _api_value(report: dict, name: str) -> float | None:
     """The /api/ports field a wall figure names (wall.figures' notation), as a number; None if null."""
     if name == "days[watermark day].crossings":
@@ -147,50 +130,15 @@ def stack(kafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerSta
         produce(kafka.bootstrap, topic, scenario)
         expected = _fold(scenario)
         assert len(expected["ports"]) == 7, sorted(expected["ports"])
-        wait_until(_equals(worker, expected), 120, f"/api/ports to equal the folded scenario (log: {worker.log_path})")
+        wait_until(
+            api_equals(worker, expected), 120, f"/api/ports to equal the folded scenario (log: {worker.log_path})"
+        )
 
-        am_address = f"127.0.0.1:{free_port()}"
-        am_config = render_alertmanager(tmp / "am", webhook.url, group_wait="1s", group_interval="1s")
-        procs.append(
-            _start(
-                [
-                    ALERTMANAGER,
-                    f"--config.file={am_config}",
-                    f"--storage.path={tmp / 'am-data'}",
-                    f"--web.listen-address={am_address}",
-                    "--cluster.listen-address=",
-                ],
-                tmp / "alertmanager.log",
-            )
-        )
-        am_url = f"http://{am_address}"
-        wait_until(lambda: httpx.get(f"{am_url}/-/ready", timeout=2).status_code == 200, 30, "alertmanager ready")
-
-        prom_address = f"127.0.0.1:{free_port()}"
-        config = render_prometheus(
-            tmp / "prom",
-            [f"127.0.0.1:{worker.port}"],
-            alertmanager=am_address,
-            scrape_interval="1s",
-            evaluation_interval="1s",
-            time_scale=TIME_SCALE,
-        )
-        procs.append(
-            _start(
-                [
-                    PROMETHEUS,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp / 'prom-data'}",
-                    f"--web.listen-address={prom_address}",
-                ],
-                tmp / "prometheus.log",
-            )
-        )
+        am_address = start_alertmanager(tmp, webhook.url, procs)
         s = WorkerStack(worker=worker, kafka_bootstrap=kafka.bootstrap, topic=topic, produced=list(scenario))
-        s.prometheus_url = f"http://{prom_address}"
-        s.alertmanager_url = am_url
+        s.prometheus_url = start_prometheus(tmp, [f"127.0.0.1:{worker.port}"], am_address, procs)
+        s.alertmanager_url = f"http://{am_address}"
         s.webhook = webhook
-        wait_until(lambda: httpx.get(f"{s.prometheus_url}/-/ready", timeout=2).status_code == 200, 30, "prometheus")
         wait_until(
             lambda: s.query('up{job="crossing-worker"} == 1'),
             30,
@@ -369,7 +317,7 @@ def test_a_queue_building_up_at_the_worker_fires_and_reaches_the_webhook(stack: 
     # on everything produced, build-up included; Prometheus ends up showing the queue it reports.
     expected = _fold(stack.produced)
     assert expected["ports"][port]["queue"][direction] > max(target, before)
-    wait_until(_equals(stack.worker, expected), 60, "/api/ports to equal the folded scenario and build-up")
+    wait_until(api_equals(stack.worker, expected), 60, "/api/ports to equal the folded scenario and build-up")
     queue_expr = wall.figures(port)[f"queue_{direction}"][0]
     wanted = expected["ports"][port]["queue"][direction]
     wait_until(lambda: _value(stack, queue_expr) == wanted, 20, f"prometheus to show the {port} queue of {wanted}")

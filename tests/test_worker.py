@@ -8,7 +8,7 @@ import uuid
 import orjson
 import pytest
 from messy import messy_log
-from workers import WorkerProcess, consume_all, produce, wait_until
+from workers import WorkerProcess, api_equals, consume_all, produce, wait_until
 
 from crossing_monitor.catalogue import load_catalogue
 from crossing_monitor.monitor import Monitor
@@ -29,39 +29,6 @@ def topic() -> str:
     return f"test.events.{uuid.uuid4().hex[:8]}"
 
 
-def _diff(got: dict, expected: dict) -> list[str]:
-    """The figures that differ, for a failure message that says what went wrong."""
-    out = (
-        [f"rejected {got.get('rejected')} != {expected['rejected']}"]
-        if got.get("rejected") != expected["rejected"]
-        else []
-    )
-    for port, report in expected["ports"].items():
-        mine = got.get("ports", {}).get(port)
-        if mine is None:
-            out.append(f"{port} missing")
-            continue
-        out += [
-            f"{port}.{k}: {str(mine.get(k))[:120]} != {str(v)[:120]}" for k, v in report.items() if mine.get(k) != v
-        ]
-    return out
-
-
-def _caught_up(worker: WorkerProcess, expected: dict):
-    def check():
-        answer = worker.get("/api/ports")
-        return answer if answer == expected else _Differs(_diff(answer, expected))
-
-    return check
-
-
-class _Differs(list):
-    """A falsy answer to wait_until that still shows the difference when it times out."""
-
-    def __bool__(self) -> bool:
-        return False
-
-
 def _samples(text: str, name: str) -> dict[tuple, float]:
     out = {}
     for line in text.splitlines():
@@ -76,7 +43,7 @@ def test_api_and_metrics_equal_analyze_and_bad_lines_reach_the_dead_letters(kafk
     worker = WorkerProcess(kafka.bootstrap, topic, tmp_path).start()
     try:
         produce(kafka.bootstrap, topic, lines)
-        wait_until(_caught_up(worker, expected), 120, "the worker to equal analyze")
+        wait_until(api_equals(worker, expected), 120, "the worker to equal analyze")
         assert worker.get("/api/ports/khorgos") == expected["ports"]["khorgos"]
         unknown = worker.get_raw("/api/ports/moonbase")
         assert unknown.status_code == 404 and "moonbase" in unknown.json()["error"]
@@ -131,7 +98,7 @@ def test_kill_9_mid_stream_then_restart_gives_exactly_analyze(kafka, log, topic,
         worker.kill()
         produce(kafka.bootstrap, topic, lines[half:])
         worker = WorkerProcess(kafka.bootstrap, topic, tmp_path, name="w2").start()
-        wait_until(_caught_up(worker, expected), 180, "the restarted worker to equal analyze")
+        wait_until(api_equals(worker, expected), 180, "the restarted worker to equal analyze")
     finally:
         worker.stop()
 
@@ -151,13 +118,13 @@ def test_two_workers_share_the_ports_and_the_survivor_of_a_kill_stays_exact(kafk
         # either worker answers for every port, also those the other one owns
         partial = Monitor(load_catalogue())
         partial.process_all(lines[:third])
-        wait_until(_caught_up(first, partial.report()), 120, "worker a to answer for all ports")
+        wait_until(api_equals(first, partial.report()), 120, "worker a to answer for all ports")
         assert second.get("/api/ports") == partial.report()
 
         produce(kafka.bootstrap, topic, lines[third : 2 * third])
         first.kill()
         produce(kafka.bootstrap, topic, lines[2 * third :])
-        wait_until(_caught_up(second, expected), 180, "the survivor to equal analyze")
+        wait_until(api_equals(second, expected), 180, "the survivor to equal analyze")
     finally:
         first.stop()
         second.stop()

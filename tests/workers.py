@@ -179,3 +179,38 @@ def _get_raw(self: WorkerProcess, path: str) -> httpx.Response:
 
 
 WorkerProcess.get_raw = _get_raw  # type: ignore[attr-defined]
+
+
+def report_diff(got: dict, expected: dict) -> list[str]:
+    """The figures that differ, for a failure message that says what went wrong."""
+    out = (
+        [f"rejected {got.get('rejected')} != {expected['rejected']}"]
+        if got.get("rejected") != expected["rejected"]
+        else []
+    )
+    for port, report in expected["ports"].items():
+        mine = got.get("ports", {}).get(port)
+        if mine is None:
+            out.append(f"{port} missing")
+            continue
+        out += [
+            f"{port}.{k}: {str(mine.get(k))[:120]} != {str(v)[:120]}" for k, v in report.items() if mine.get(k) != v
+        ]
+    return out
+
+
+def api_equals(worker: WorkerProcess, expected: dict):
+    """A wait_until predicate: the worker's /api/ports equals `expected` (else what differs)."""
+
+    def check():
+        answer = worker.get("/api/ports")
+        return answer if answer == expected else Differs(report_diff(answer, expected))
+
+    return check
+
+
+class Differs(list):
+    """A falsy answer to wait_until that still shows the difference when it times out."""
+
+    def __bool__(self) -> bool:
+        return False
