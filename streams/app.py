@@ -7,8 +7,8 @@ Run it with `crossing-monitor worker` or `faust -A streams.app worker`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from typing import Any
 
 import faust
@@ -19,6 +19,7 @@ from crossing_monitor.catalogue import load_catalogue
 from crossing_monitor.events import Rejection
 from streams.settings import Settings
 from streams.state import PartitionState, snapshot_key
+from streams.transport import Batch, BatchConsumer, BatchTransport
 
 log = logging.getLogger("crossing_monitor.worker")
 
@@ -26,10 +27,16 @@ settings = Settings.from_env()
 catalogue = load_catalogue(settings.catalogue)
 
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
-SEEK_PATIENCE = 30.0  # seconds to wait for a seek back to deliver the missing offsets, else they do not exist
-IDLE_BEFORE_POSITION_CHECK = 2.0
 
-app = faust.App(
+
+class App(faust.App):
+    """A Faust app whose Kafka consumer hands the source topic on in batches (`streams.transport`)."""
+
+    def _new_transport(self) -> BatchTransport:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+app = App(
     settings.app_id,
     broker=f"kafka://{settings.bootstrap}",
     store="memory://",
@@ -39,6 +46,8 @@ app = faust.App(
     web_port=settings.web_port,
     datadir=settings.data_dir,
     consumer_auto_offset_reset="earliest",
+    broker_max_poll_records=5000,  # records per fetch: a batch of up to this many per partition
+    consumer_max_fetch_size=4 * 1024 * 1024,
     producer_max_request_size=MAX_SNAPSHOT_BYTES,
     producer_acks=-1,
     broker_commit_interval=1.0,
@@ -48,9 +57,7 @@ app = faust.App(
     # reads the (compacted, one message per partition) changelog from the start instead.
     table_standby_replicas=0,
     web_in_thread=False,
-    # Unacked events are normal here (they wait for the next checkpoint): never wait for them to
-    # drain before a rebalance or a shutdown; a checkpoint is written instead.
-    stream_wait_empty=False,
+    stream_wait_empty=False,  # nothing is acked through Faust: the checkpoint is the commit
 )
 
 events_topic = app.topic(
@@ -61,6 +68,10 @@ events_topic = app.topic(
     value_serializer="raw",
     partitions=settings.partitions,
 )
+# Subscribed, so that the group assigns its partitions (and the checkpoints table's changelog
+# partitions with them); its records reach the `fold` agent through `batches`, not one by one.
+app.topics.add(events_topic)
+batches = app.channel(maxsize=4)
 dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw", partitions=1)
 
 # One compressed checkpoint per source partition, in a changelog-backed Faust table.
@@ -81,6 +92,8 @@ class Processor:
         self.partitions: dict[int, PartitionState] = {}
         self.events_processed = 0
         self.events_skipped = 0
+        self.batches_folded = 0
+        self.offsets_missing = 0
         self.checkpoints_written = 0
         self.last_checkpoint_bytes = 0
 
@@ -98,70 +111,45 @@ class Processor:
                 )
         return found
 
-    def handle(self, event: Any) -> int | None:
-        """Fold one Kafka message in; its ack waits for the next checkpoint.
+    def handle(self, batch: Batch) -> None:
+        """Fold a batch of one partition's records in; the checkpoint timer saves and commits them.
 
-        Returns an offset to seek the partition back to when messages between the checkpoint and
-        this one were never delivered, else None.
+        Records at offsets the state already holds (a restored checkpoint, a redelivery) are skipped,
+        so the committed offset may lag the checkpoint without anything being counted twice.
         """
-        message = event.message
-        part = self.state_for(message.partition)
-        offset = message.offset
-        part.last_event_at = now = time.monotonic()
-        if offset < part.next_offset:  # already folded in (inside the restored checkpoint, or redelivered)
-            self.events_skipped += 1
-            event.ack()
-            return None
-        if offset > part.next_offset and part.next_offset > 0:
-            if part.seek_deadline is None:
+        if app.rebalancing or batch.generation != app.consumer_generation_id:
+            return  # fetched before a rebalance: the partition's owner reads it again from the checkpoint
+        part = self.state_for(batch.partition)
+        process = part.monitor.process
+        next_offset = part.next_offset
+        folded = 0
+        for record in batch.records:
+            offset = record.offset
+            if offset < next_offset:
+                self.events_skipped += 1
+                continue
+            if offset > next_offset and next_offset > 0:
+                self.offsets_missing += offset - next_offset
                 log.warning(
-                    "partition %d: offsets %d-%d are not in the state; reading them again",
-                    message.partition,
-                    part.next_offset,
+                    "partition %d: offsets %d-%d do not exist (deleted by retention?); going on",
+                    batch.partition,
+                    next_offset,
                     offset - 1,
                 )
-                part.seek_deadline = now + SEEK_PATIENCE
-                part.last_seek_at = now
-                event.ack()
-                return part.next_offset
-            if now < part.seek_deadline:
-                event.ack()  # comes again after the seek (the timer repeats the seek until it does)
-                return None
-            log.warning(
-                "partition %d: offsets %d-%d do not exist; going on from %d",
-                message.partition,
-                part.next_offset,
-                offset - 1,
-                offset,
-            )
-        part.seek_deadline = None
-        raw = message.value if message.value is not None else b""
-        result = part.monitor.process(raw)
-        if type(result) is Rejection and result.reason != "duplicate":
-            key = f"{message.topic}/{message.partition}/{offset}".encode()
-            letter = {
-                "reason": result.reason,
-                "detail": result.detail,
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": offset,
-                "payload": raw.decode("utf-8", errors="replace"),
-            }
-            part.dead_letters.append((key, orjson.dumps(letter)))
-        part.next_offset = offset + 1
-        part.pending.append(event)
-        self.events_processed += 1
-        if len(part.pending) >= settings.checkpoint_events:
-            self.checkpoint(part)
-        return None
+            raw = record.value if record.value is not None else b""
+            result = process(raw)
+            if type(result) is Rejection and result.reason != "duplicate":
+                part.dead_letters.append(dead_letter(batch.partition, offset, raw, result))
+            next_offset = offset + 1
+            folded += 1
+        part.next_offset = next_offset
+        part.unsaved += folded
+        self.batches_folded += 1
+        self.events_processed += folded
 
     def checkpoint(self, part: PartitionState) -> None:
-        """Send the partition's dead letters and snapshot, then ack the events they contain.
-
-        Faust flushes the producer before it commits offsets, so a committed offset is always
-        covered by a snapshot that is already in the changelog.
-        """
-        if not part.pending:
+        """Send the partition's dead letters and snapshot (the producer keeps their order)."""
+        if not part.unsaved:
             return
         for key, value in part.dead_letters:
             dlq_topic.send_soon(key=key, value=value)
@@ -170,15 +158,28 @@ class Processor:
         key = snapshot_key(part.partition)
         checkpoints.send_changelog(part.partition, key, blob)
         checkpoints.data[key] = blob
-        for event in part.pending:
-            event.ack()
-        part.pending.clear()
+        part.unsaved = 0
+        part.checkpoint_offset = part.next_offset
         self.checkpoints_written += 1
         self.last_checkpoint_bytes = len(blob)
 
     def checkpoint_all(self) -> None:
         for part in list(self.partitions.values()):
             self.checkpoint(part)
+
+    def uncommitted_checkpoints(self) -> dict[int, int]:
+        """{partition: offset} of checkpoints written since the last commit."""
+        return {
+            p: part.checkpoint_offset
+            for p, part in self.partitions.items()
+            if part.checkpoint_offset > part.committed_offset
+        }
+
+    def committed(self, offsets: dict[int, int]) -> None:
+        for p, offset in offsets.items():
+            part = self.partitions.get(p)
+            if part is not None:
+                part.committed_offset = max(part.committed_offset, offset)
 
     def forget(self, partitions: set[int]) -> None:
         """After a rebalance, state is rebuilt from the checkpoints of what this worker owns."""
@@ -200,55 +201,54 @@ class Processor:
         return total
 
 
+def dead_letter(partition: int, offset: int, raw: bytes, rejection: Rejection) -> tuple[bytes, bytes]:
+    """(key, value) of the dead letter for a rejected record: reason, detail and the payload as sent."""
+    letter = {
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "topic": settings.topic,
+        "partition": partition,
+        "offset": offset,
+        "payload": raw.decode("utf-8", errors="replace"),
+    }
+    return f"{settings.topic}/{partition}/{offset}".encode(), orjson.dumps(letter)
+
+
 processor = Processor()
 
 
-@app.agent(events_topic)
+async def hand_on(batch: Batch) -> None:
+    """Called by the consumer for every fetched batch of the source topic."""
+    await batches.put(batch)
+
+
+BatchConsumer.batch_topics = frozenset({settings.topic})
+BatchConsumer.on_batch = hand_on
+
+
+@app.agent(batches)
 async def fold(stream: faust.StreamT) -> None:
-    """Every sensor event, in partition order, into the metric core."""
+    """Every sensor event, in partition order, into the metric core, a fetched batch at a time."""
     handle = processor.handle
-    async for event in stream.noack().events():
-        seek_to = handle(event)
-        if seek_to is not None:
-            await app.consumer.seek(event.message.tp, seek_to)
+    async for batch in stream:
+        handle(batch)
+        await asyncio.sleep(0)  # let the consumer ask for the next batch while this one is folded
 
 
 @app.timer(settings.checkpoint_seconds)
 async def checkpoint_timer() -> None:
+    """Checkpoint, wait until the checkpoints are in Kafka, then commit the offsets they hold."""
     processor.checkpoint_all()
-    await seek_idle_partitions_back()
-
-
-async def seek_idle_partitions_back() -> None:
-    """Read a gap again: repeat the seek of a partition waiting for missing offsets (a batch fetched
-    before a seek can overtake it), and seek back an idle partition whose consumer stands past the
-    state's offset (an offset committed by a worker that died before its checkpoint was flushed)."""
-    now = time.monotonic()
-    for p in assigned_partitions():
-        part = processor.partitions.get(p)
-        if part is None:
-            continue
-        tp = TP(settings.topic, p)
-        if part.seek_deadline is None:
-            if part.pending or now - part.last_event_at < IDLE_BEFORE_POSITION_CHECK:
-                continue
-            try:
-                position = await app.consumer.position(tp)
-            except Exception:  # noqa: BLE001 - rebalancing: try again next time
-                continue
-            if position is None or position <= part.next_offset:
-                continue
-            log.warning(
-                "partition %d: consumer at %d, state at %d; reading the gap again", p, position, part.next_offset
-            )
-            part.seek_deadline = now + SEEK_PATIENCE
-        elif now - part.last_seek_at < 1.0:
-            continue
-        part.last_seek_at = now
-        try:
-            await app.consumer.seek(tp, part.next_offset)
-        except Exception as exc:  # noqa: BLE001 - rebalancing: the next owner restores from the checkpoint
-            log.info("partition %d: seek to %d failed (%s)", p, part.next_offset, exc)
+    offsets = processor.uncommitted_checkpoints()
+    if not offsets or app.rebalancing:
+        return
+    await app.producer.flush()
+    generation = app.consumer_generation_id
+    if app.rebalancing or app.consumer_generation_id != generation:
+        return
+    tps = {TP(settings.topic, p): offset for p, offset in offsets.items()}
+    if await app.consumer.commit_offsets(tps):
+        processor.committed(offsets)
 
 
 @app.on_partitions_revoked.connect

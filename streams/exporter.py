@@ -133,7 +133,7 @@ class WorkerCollector:
                 lag.add_metric([str(part.partition)], max(0, highwater - part.next_offset))
         yield lag
         pending = GaugeMetricFamily("crossing_worker_pending_events", "Events folded in but not yet in a checkpoint")
-        pending.add_metric([], sum(len(p.pending) for p in parts))
+        pending.add_metric([], sum(p.unsaved for p in parts))
         yield pending
         size = GaugeMetricFamily("crossing_worker_checkpoint_bytes", "Size of the last checkpoint written")
         size.add_metric([], processor.last_checkpoint_bytes)

@@ -21,7 +21,6 @@ class Settings:
     data_dir: str
     catalogue: str | None
     checkpoint_seconds: float
-    checkpoint_events: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,5 +41,4 @@ class Settings:
             data_dir=env("CROSSING_MONITOR_DATA_DIR", os.path.join("var", f"worker-{web_port}")),
             catalogue=env("CROSSING_MONITOR_CATALOGUE") or None,
             checkpoint_seconds=float(env("CROSSING_MONITOR_CHECKPOINT_SECONDS", "1.0")),
-            checkpoint_events=int(env("CROSSING_MONITOR_CHECKPOINT_EVENTS", "20000")),
         )

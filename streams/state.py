@@ -3,19 +3,16 @@
 Why checkpoints and not a table write per event: the per-port state is a few hundred kilobytes
 (ids and vehicles of the last days), so it is kept in memory, folded by the metric core, and
 written to the Faust table's changelog as one compressed snapshot per partition every second.
-Events are acknowledged only once a snapshot that contains them has been written, so the
-committed offset never runs ahead of the state; after a crash the snapshot is restored and the
-events after it are consumed again. Events at offsets the snapshot already holds are skipped.
-That is at-least-once delivery made exact: nothing is counted twice and nothing is lost.
-Should the consumer ever be positioned past the checkpoint (an offset committed by a worker that
-died before its checkpoint was flushed), the worker seeks back to the checkpoint's offset.
+The source offset is committed only once a snapshot that holds it is in Kafka, so the committed
+offset never runs ahead of the state; after a crash or a rebalance the snapshot is restored, the
+consumer starts at the committed offset, and records at offsets the snapshot already holds are
+skipped. That is at-least-once delivery made exact: nothing is counted twice and nothing is lost.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -33,11 +30,10 @@ class PartitionState:
     monitor: Monitor
     restored_offset: int = -1  # events below this offset are already in the restored state
     next_offset: int = 0  # the offset after the last event folded in
-    pending: list[Any] = field(default_factory=list)  # events folded in, not yet in a snapshot
+    unsaved: int = 0  # events folded in since the last checkpoint
+    checkpoint_offset: int = 0  # next_offset of the last checkpoint written
+    committed_offset: int = 0  # the source offset last committed (never past a written checkpoint)
     dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to send
-    seek_deadline: float | None = None  # while set, messages past next_offset are dropped: a seek is on its way
-    last_event_at: float = 0.0  # monotonic time of the last message handled
-    last_seek_at: float = 0.0
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""
@@ -58,7 +54,15 @@ class PartitionState:
         for slug, state in doc["ports"].items():
             monitor.ports[slug] = PortMetrics.from_state(state)
         monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
-        return cls(partition, monitor, restored_offset=doc["offset"], next_offset=doc["offset"])
+        offset = doc["offset"]
+        return cls(
+            partition,
+            monitor,
+            restored_offset=offset,
+            next_offset=offset,
+            checkpoint_offset=offset,
+            committed_offset=offset,
+        )
 
 
 def snapshot_key(partition: int) -> bytes:

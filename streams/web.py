@@ -140,11 +140,12 @@ class HealthView(View):
                 "assigned": assigned_partitions(),
                 "partitions": sorted(processor.partitions),
                 "events_processed": processor.events_processed,
+                "batches_folded": processor.batches_folded,
                 "state": {
                     str(p): {
                         "restored_offset": part.restored_offset,
                         "next_offset": part.next_offset,
-                        "pending": len(part.pending),
+                        "unsaved": part.unsaved,
                         "rejected": part.monitor.rejected,
                         "ports": sorted(part.monitor.ports),
                     }

@@ -1,0 +1,102 @@
+"""Faust's Kafka transport, with one change: the source topic's records are handed on in batches.
+
+Why: Faust passes every message through its conductor to a stream and waits on each one with two
+asyncio tasks (`Consumer._drain_messages`), which held the worker near 5,000 events/s whatever the
+agent did. Here, the records of the source topic that one fetch returns for a partition go on as
+one `Batch`; every other topic (the checkpoints' changelog during recovery) takes Faust's usual
+path, message by message. Source records are never acked through Faust: the worker commits their
+offsets itself, and only up to a checkpoint that is already written (see `streams.state`), so the
+position a new owner starts from is never past the state it restores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Consecutive records of one source partition, as one fetch returned them."""
+
+    partition: int
+    records: list[Any]  # aiokafka ConsumerRecord: .offset, .value
+    generation: int  # the consumer group generation they were fetched in
+
+
+# How long the broker may hold a fetch for partitions with nothing new. Faust fixes 1,500 ms; while
+# such a fetch is open, aiokafka sends no other fetch to that broker, so a partition whose buffered
+# records were just consumed waits up to that long for its next batch, stalling a catch-up.
+FETCH_MAX_WAIT_MS = 10
+
+
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a short fetch wait (see FETCH_MAX_WAIT_MS)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() to build its fetcher
+        return consumer
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer; the records of `batch_topics` go to `on_batch`, a batch at a time."""
+
+    batch_topics: ClassVar[frozenset[str]] = frozenset()
+    on_batch: ClassVar[Callable[[Batch], Awaitable[None]] | None] = None
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # the loop Faust's Fetcher service runs
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                await self.sleep(0)
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break  # a rebalance began: what was fetched is read again from the committed offsets
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    if tp.topic in self.batch_topics and type(self).on_batch is not None:
+                        await type(self).on_batch(Batch(tp.partition, batch, generation))
+                    else:
+                        await self._deliver_one_by_one(tp, batch)
+        except (*self.consumer_stopped_errors, asyncio.CancelledError):
+            if not self.transport.app.should_stop:
+                raise  # Faust's Fetcher restarts the loop after a rebalance
+
+    async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
+        """Faust's own path for the topics it manages (table changelogs): read offsets, gaps, callback."""
+        get_read_offset = self._read_offset.get
+        acks_enabled = self.app.topics.acks_enabled_for(tp.topic)
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        for record in batch:
+            offset = record.offset
+            read_offset = get_read_offset(tp)
+            if read_offset is not None and offset < read_offset:
+                continue
+            if read_offset and offset - read_offset > 1 and acks_enabled:
+                await self._add_gap(tp, read_offset + 1, offset)
+            await self.wait_first(self.callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            self._read_offset[tp] = offset
+
+    async def commit_offsets(self, offsets: dict[TP, int]) -> bool:
+        """Commit source offsets the worker has checkpointed (partitions no longer assigned are left out)."""
+        if not offsets:
+            return False
+        return await self._commit_offsets(offsets)
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
