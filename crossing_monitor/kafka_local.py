@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from crossing_monitor.errors import CliError
 
@@ -536,17 +537,23 @@ class LocalKafka:
 
 
 async def create_topics_async(
-    bootstrap: str, topics: Mapping[str, int], *, replication: int = 1, timeout: float = 30.0
+    bootstrap: str,
+    topics: Mapping[str, int],
+    *,
+    replication: int = 1,
+    timeout: float = 30.0,
+    security: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet and wait until they have leaders.
 
     Existing topics are left as they are, whatever their partition count. Returns the names created.
+    `security`: aiokafka's TLS/SASL keyword arguments (`KafkaSecurity.aiokafka_kwargs()`).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
     from aiokafka.structs import TopicPartition
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {}))
     await admin.start()
     created: list[str] = []
     try:

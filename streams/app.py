@@ -17,6 +17,7 @@ from faust.types import TP
 
 from crossing_monitor.catalogue import load_catalogue
 from crossing_monitor.events import Rejection
+from crossing_monitor.kafka_security import KafkaSecurity
 from streams.settings import Settings
 from streams.state import PartitionState, snapshot_key
 from streams.transport import Batch, BatchConsumer, BatchTransport
@@ -25,6 +26,7 @@ log = logging.getLogger("crossing_monitor.worker")
 
 settings = Settings.from_env()
 catalogue = load_catalogue(settings.catalogue)
+security = KafkaSecurity.from_env()
 
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
 
@@ -39,6 +41,7 @@ class App(faust.App):
 app = App(
     settings.app_id,
     broker=f"kafka://{settings.bootstrap}",
+    broker_credentials=security.faust_credentials(),  # TLS/SASL from CROSSING_MONITOR_KAFKA_* (None: plaintext)
     store="memory://",
     topic_partitions=settings.partitions,
     web_host=settings.web_host,

@@ -21,6 +21,7 @@ class Settings:
     data_dir: str
     catalogue: str | None
     checkpoint_seconds: float
+    replication: int  # of the topics the worker creates; Faust reads the same variable for its own
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,4 +42,5 @@ class Settings:
             data_dir=env("CROSSING_MONITOR_DATA_DIR", os.path.join("var", f"worker-{web_port}")),
             catalogue=env("CROSSING_MONITOR_CATALOGUE") or None,
             checkpoint_seconds=float(env("CROSSING_MONITOR_CHECKPOINT_SECONDS", "1.0")),
+            replication=int(env("TOPIC_REPLICATION_FACTOR", "1")),
         )

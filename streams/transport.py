@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any, ClassVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -69,6 +70,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
                     if tp.topic in self.batch_topics and type(self).on_batch is not None:
+                        # Faust's livelock check reads this to tell a working stream from a stuck one
+                        self.app.monitor.stream_inbound_time[tp] = monotonic()
                         await type(self).on_batch(Batch(tp.partition, batch, generation))
                     else:
                         await self._deliver_one_by_one(tp, batch)

@@ -11,6 +11,7 @@ import time
 
 from crossing_monitor.cli import CliError, bootstrap_of
 from crossing_monitor.kafka_local import create_topics_async
+from crossing_monitor.kafka_security import KafkaSecurity
 
 log = logging.getLogger("crossing_monitor.worker")
 
@@ -18,13 +19,22 @@ CONNECT_ATTEMPTS = 10
 CONNECT_DELAY = 2.0
 
 
-def wait_for_broker(bootstrap: str, topics: dict[str, int], attempts: int = CONNECT_ATTEMPTS) -> None:
+def wait_for_broker(
+    bootstrap: str,
+    topics: dict[str, int],
+    attempts: int = CONNECT_ATTEMPTS,
+    *,
+    replication: int = 1,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Retry until the broker answers, with one line per attempt; CliError if it never does."""
     from aiokafka.errors import KafkaError
 
+    kwargs = security.aiokafka_kwargs() if security else None
     for attempt in range(1, attempts + 1):
         try:
-            asyncio.run(asyncio.wait_for(create_topics_async(bootstrap, topics), timeout=20))
+            create = create_topics_async(bootstrap, topics, replication=replication, security=kwargs)
+            asyncio.run(asyncio.wait_for(create, timeout=20))
             return
         except (TimeoutError, KafkaError, OSError) as exc:
             reason = type(exc).__name__ if not str(exc) else str(exc)
@@ -63,7 +73,15 @@ def main(args: argparse.Namespace) -> int:
         load_catalogue(settings.catalogue)
     except CatalogueError as exc:
         raise CliError(str(exc)) from None
-    wait_for_broker(bootstrap, {settings.topic: settings.partitions, settings.dlq_topic: 1})
+    except ValueError as exc:  # a number variable that is not one
+        raise CliError(f"worker settings: {exc}") from None
+    security = KafkaSecurity.from_env()
+    wait_for_broker(
+        bootstrap,
+        {settings.topic: settings.partitions, settings.dlq_topic: 1},
+        replication=settings.replication,
+        security=security,
+    )
     os.makedirs(settings.data_dir, exist_ok=True)
 
     from faust.worker import Worker
@@ -71,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
     from streams.app import app
 
     print(
-        f"crossing-monitor worker: consuming {settings.topic} at {bootstrap}; "
+        f"crossing-monitor worker: consuming {settings.topic} at {bootstrap} ({security.describe()}); "
         f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics",
         file=sys.stderr,
         flush=True,
