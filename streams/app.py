@@ -97,6 +97,7 @@ class Processor:
         self.events_skipped = 0
         self.batches_folded = 0
         self.offsets_missing = 0
+        self.reads_again = 0
         self.checkpoints_written = 0
         self.last_checkpoint_bytes = 0
 
@@ -114,15 +115,24 @@ class Processor:
                 )
         return found
 
-    def handle(self, batch: Batch) -> None:
+    def state_of(self, batch: Batch) -> PartitionState | None:
+        """The state a batch folds into, or None when the batch is to be dropped (it comes again)."""
+        if batch.generation != app.consumer_generation_id:
+            return None  # fetched before a rebalance, which ends with a seek to the committed offsets
+        part = self.partitions.get(batch.partition)
+        if part is None:
+            if app.rebalancing:
+                return None  # revoked, or not restored yet: its owner reads it from the committed offset
+            part = self.state_for(batch.partition)
+        return part
+
+    def fold(self, part: PartitionState, batch: Batch) -> None:
         """Fold a batch of one partition's records in; the checkpoint timer saves and commits them.
 
         Records at offsets the state already holds (a restored checkpoint, a redelivery) are skipped,
-        so the committed offset may lag the checkpoint without anything being counted twice.
+        so the committed offset may lag the checkpoint without anything being counted twice. The
+        agent has made sure the batch does not start past the state (see `fold` below).
         """
-        if app.rebalancing or batch.generation != app.consumer_generation_id:
-            return  # fetched before a rebalance: the partition's owner reads it again from the checkpoint
-        part = self.state_for(batch.partition)
         process = part.monitor.process
         next_offset = part.next_offset
         folded = 0
@@ -131,18 +141,15 @@ class Processor:
             if offset < next_offset:
                 self.events_skipped += 1
                 continue
-            if offset > next_offset and next_offset > 0:
+            if offset > next_offset:
                 self.offsets_missing += offset - next_offset
                 log.warning(
-                    "partition %d: offsets %d-%d do not exist (deleted by retention?); going on",
-                    batch.partition,
-                    next_offset,
-                    offset - 1,
+                    "partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1
                 )
             raw = record.value if record.value is not None else b""
             result = process(raw)
             if type(result) is Rejection and result.reason != "duplicate":
-                part.dead_letters.append(dead_letter(batch.partition, offset, raw, result))
+                part.dead_letters.append(dead_letter(part.partition, offset, raw, result))
             next_offset = offset + 1
             folded += 1
         part.next_offset = next_offset
@@ -232,10 +239,55 @@ BatchConsumer.on_batch = hand_on
 @app.agent(batches)
 async def fold(stream: faust.StreamT) -> None:
     """Every sensor event, in partition order, into the metric core, a fetched batch at a time."""
-    handle = processor.handle
     async for batch in stream:
-        handle(batch)
+        part = processor.state_of(batch)
+        if part is None:
+            continue
+        first = batch.records[0].offset
+        if first > part.next_offset and not await read_past(part, first):
+            continue
+        processor.fold(part, batch)
         await asyncio.sleep(0)  # let the consumer ask for the next batch while this one is folded
+
+
+async def read_past(part: PartitionState, first: int) -> bool:
+    """A batch starts at `first`, past the state's offset. True when the records in between no
+    longer exist (deleted by retention: the state goes on from the earliest offset); else seek back
+    so that they are read, and False (the batch is dropped; it comes again after them).
+
+    It should not happen: the consumer puts back what it cannot hand on, and every rebalance ends
+    with a seek to the restored offsets. This is the safety net: records deleted by retention before
+    they were folded in, or a batch dropped after a rebalance that a later batch overtook.
+    """
+    tp = TP(settings.topic, part.partition)
+    try:
+        earliest = (await app.consumer.earliest_offsets(tp)).get(tp, 0)
+    except Exception as exc:  # noqa: BLE001 - rebalancing: read from the state's offset again
+        log.info("partition %d: earliest offset unknown (%s)", part.partition, exc)
+        earliest = 0
+    if processor.partitions.get(part.partition) is not part:
+        return False  # a rebalance came in between: the batch comes again
+    if earliest > part.next_offset:
+        log.warning(
+            "partition %d: offsets %d-%d were deleted (retention) before they were folded in; going on from %d",
+            part.partition,
+            part.next_offset,
+            earliest - 1,
+            earliest,
+        )
+        processor.offsets_missing += earliest - part.next_offset
+        part.next_offset = earliest
+        if first <= earliest:
+            return True
+    processor.reads_again += 1
+    log.info(
+        "partition %d: a batch skipped records from offset %d; reading them again", part.partition, part.next_offset
+    )
+    try:
+        await app.consumer.seek_wait({tp: part.next_offset})  # in the consumer's thread
+    except Exception as exc:  # noqa: BLE001 - rebalancing: the next owner starts from the committed offset
+        log.info("partition %d: seek to %d failed (%s)", part.partition, part.next_offset, exc)
+    return False
 
 
 @app.timer(settings.checkpoint_seconds)
@@ -278,8 +330,13 @@ async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
 async def on_rebalance_complete(app: faust.App, **kwargs: Any) -> None:
     """Tables are recovered: restore every assigned partition now, so that its figures are served
     even before its next event arrives."""
-    for tp in assigned_partitions():
-        processor.state_for(tp)
+    offsets = {TP(settings.topic, p): processor.state_for(p).next_offset for p in assigned_partitions()}
+    # Faust seeks next to the committed offsets, but only of partitions that have one; start the
+    # others at the restored state, whatever was fetched (and put back) during the rebalance.
+    try:
+        await app.consumer.seek_wait(offsets)
+    except Exception as exc:  # noqa: BLE001 - rebalancing again: the next assignment seeks again
+        log.info("seek to the restored offsets failed (%s)", exc)
 
 
 def assigned_partitions() -> list[int]:

@@ -65,11 +65,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     continue
                 generation = self.app.consumer_generation_id
                 for tp, batch in records.items():
-                    if not self.flow_active or self.app.consumer_generation_id != generation:
-                        break  # a rebalance began: what was fetched is read again from the committed offsets
-                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    source = tp.topic in self.batch_topics and type(self).on_batch is not None
+                    if not (
+                        self.flow_active
+                        and self.app.consumer_generation_id == generation
+                        and (active is None or tp in active or tp in self._buffered_partitions)
+                    ):
+                        # Paused, or a rebalance began. Faust drops such records and relies on its
+                        # seek to the committed offsets; a partition with no commit yet is not sought,
+                        # so source records are put back instead: the fetch position returns to them.
+                        if source:
+                            await self._rewind(tp, batch[0].offset)
                         continue
-                    if tp.topic in self.batch_topics and type(self).on_batch is not None:
+                    if source:
                         # Faust's livelock check reads this to tell a working stream from a stuck one
                         self.app.monitor.stream_inbound_time[tp] = monotonic()
                         await type(self).on_batch(Batch(tp.partition, batch, generation))
@@ -78,6 +86,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if not self.transport.app.should_stop:
                 raise  # Faust's Fetcher restarts the loop after a rebalance
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        try:
+            await self.seek_wait({tp: offset})  # in the consumer's thread (Consumer.seek is not thread-safe)
+        except Exception as exc:  # noqa: BLE001 - no longer assigned: its new owner starts from its own offsets
+            self.log.info("%s: not read again from %d (%s)", tp, offset, exc)
 
     async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
         """Faust's own path for the topics it manages (table changelogs): read offsets, gaps, callback."""

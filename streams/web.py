@@ -141,11 +141,15 @@ class HealthView(View):
                 "partitions": sorted(processor.partitions),
                 "events_processed": processor.events_processed,
                 "batches_folded": processor.batches_folded,
+                "reads_again": processor.reads_again,
+                "offsets_missing": processor.offsets_missing,
                 "state": {
                     str(p): {
                         "restored_offset": part.restored_offset,
                         "next_offset": part.next_offset,
                         "unsaved": part.unsaved,
+                        "checkpoint_offset": part.checkpoint_offset,
+                        "committed_offset": part.committed_offset,
                         "rejected": part.monitor.rejected,
                         "ports": sorted(part.monitor.ports),
                     }

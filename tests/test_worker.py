@@ -8,7 +8,15 @@ import uuid
 import orjson
 import pytest
 from messy import messy_log
-from workers import WorkerProcess, api_equals, consume_all, produce, wait_until
+from workers import (
+    WorkerProcess,
+    api_equals,
+    checkpoint_offsets,
+    committed_offsets,
+    consume_all,
+    produce,
+    wait_until,
+)
 
 from crossing_monitor.catalogue import load_catalogue
 from crossing_monitor.monitor import Monitor
@@ -95,10 +103,20 @@ def test_kill_9_mid_stream_then_restart_gives_exactly_analyze(kafka, log, topic,
     try:
         produce(kafka.bootstrap, topic, lines[:half])
         wait_until(lambda: worker.get("/healthz")["events_processed"] > half // 2, 60, "the worker to be busy")
+        wait_until(lambda: committed_offsets(kafka.bootstrap, topic), 30, "a first commit")
         worker.kill()
+        # the committed offset is never ahead of the state saved for it, or a restart would skip events
+        committed, saved = committed_offsets(kafka.bootstrap, topic), checkpoint_offsets(kafka.bootstrap, topic)
+        assert committed and all(offset <= saved[p] for p, offset in committed.items()), (committed, saved)
         produce(kafka.bootstrap, topic, lines[half:])
         worker = WorkerProcess(kafka.bootstrap, topic, tmp_path, name="w2").start()
         wait_until(api_equals(worker, expected), 180, "the restarted worker to equal analyze")
+        ends = {p: s["next_offset"] for p, s in worker.get("/healthz")["state"].items()}
+        wait_until(
+            lambda: committed_offsets(kafka.bootstrap, topic) == {int(p): o for p, o in ends.items() if o},
+            30,
+            "commits to reach the end of every partition",
+        )
     finally:
         worker.stop()
 

@@ -77,6 +77,33 @@ def consume_all(bootstrap: str, topic: str) -> list[Any]:
     return asyncio.run(_consume_all(bootstrap, topic))
 
 
+async def _committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def committed_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """{partition: offset} the worker group of `topic` has committed for it."""
+    return asyncio.run(_committed_offsets(bootstrap, f"crossing-monitor-{topic}", topic))
+
+
+def checkpoint_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """{partition: next offset} of the newest checkpoint of each partition, read from the changelog."""
+    import zlib
+
+    latest: dict[bytes, bytes] = {}
+    for message in consume_all(bootstrap, f"crossing-monitor-{topic}-checkpoints-changelog"):
+        latest[message.key] = message.value
+    return {doc["partition"]: doc["offset"] for doc in (orjson.loads(zlib.decompress(v)) for v in latest.values() if v)}
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
