@@ -1,8 +1,9 @@
 """`crossing-monitor demo`: the whole monitor on one machine, started and stopped with one command.
 
 Starts what is missing and wires it together: a local Kafka broker (unless --bootstrap names one),
-a worker, live traffic for every catalogue port, and Prometheus + Alertmanager + the alert webhook
-where Debian's packages are installed. Ctrl-C stops everything it started.
+a worker, live traffic for every catalogue port from the calibrated simulator (`producers`: opening
+hours, lanes, scanners, queues), and Prometheus + Alertmanager + the alert webhook where Debian's
+packages are installed. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
+from math import inf
 from pathlib import Path
-
-import orjson
 
 from crossing_monitor.cli import CliError
 from crossing_monitor.kafka_local import free_port
@@ -82,37 +82,26 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> N
 
 
 async def _feed(bootstrap: str, topic: str, speed: float, hours_back: float, stop: asyncio.Event) -> None:
-    """Live traffic for every port: the last `hours_back` hours at once, then `speed`× real time."""
-    from aiokafka import AIOKafkaProducer
-
-    from crossing_monitor import synthetic
+    """The calibrated simulator (producers) for every catalogue port, from `hours_back` hours ago with no
+    end: those hours within the first HISTORY_SECONDS, so the screens start full, then `speed`× real time."""
     from crossing_monitor.catalogue import load_catalogue
+    from producers.pacing import Pacer
+    from producers.run import Run
+    from producers.simulate import publish
 
-    wall0 = time.time()
-    now0 = wall0  # event time "now" when the demo started
-    start = datetime.now().astimezone() - timedelta(hours=hours_back)
-    history = hours_back * 3600
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, enable_idempotence=True)
-    await producer.start()
-    try:
-        for line in synthetic.events(load_catalogue(), start, days=365, seed=int(wall0)):
-            if stop.is_set():
-                break
-            event_time = datetime.fromisoformat(orjson.loads(line)["ts"]).timestamp()
-            if event_time < now0:  # the last hours of history go out within the first 30 s
-                due = wall0 + (event_time - (now0 - history)) / history * HISTORY_SECONDS
-            else:  # then the present, `speed` times faster than real time
-                due = wall0 + HISTORY_SECONDS + (event_time - now0) / speed
-            delay = due - time.time()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                    break
-                except TimeoutError:
-                    pass
-            await producer.send(topic, line, key=orjson.loads(line)["port"].encode())
-    finally:
-        await producer.stop()
+    catalogue = load_catalogue()
+    ports = list(catalogue)
+    now = datetime.now(catalogue[ports[0]].tz).replace(microsecond=0)
+    run = Run(catalogue, ports, now - timedelta(hours=hours_back), days=inf)
+    now_ms = int(now.timestamp() * 1000)
+    pacer = Pacer(speed, int(run.start_s * 1000), history_until_ms=now_ms, history_seconds=HISTORY_SECONDS)
+    print(
+        f"simulating {', '.join(ports)} from {run.start.isoformat(timespec='minutes')}: {hours_back:g} h of history "
+        f"within {HISTORY_SECONDS:g} s, then {speed:g}x real time → {bootstrap} topic {topic}",
+        flush=True,
+    )
+    sent = await publish(run, bootstrap, topic, None, False, pacer=pacer, stop=stop)
+    print(f"stopped after {sent:,} events", flush=True)
 
 
 def _prometheus(children: Children, workdir: Path, worker_port: int) -> list[str]:
@@ -256,11 +245,12 @@ def main(args: argparse.Namespace) -> int:
         print(
             "\ncrossing-monitor demo is running - Ctrl-C stops everything it started\n"
             f"  Kafka         {bootstrap}  (topic {topic}, dead letters {topic}.dlq)\n"
+            f"  Wall display  {base}/\n"
             f"  Ports (JSON)  {base}/api/ports\n"
             f"  Metrics       {base}/metrics\n"
             + "".join(f"  {line}\n" for line in extra)
-            + f"  Traffic       every catalogue port: the last {args.history_hours:g} h at once, then {speed:g}x"
-            " real time\n"
+            + f"  Traffic       simulated gate sensors at every catalogue port: the last {args.history_hours:g} h"
+            f" within {HISTORY_SECONDS:g} s, then {speed:g}x real time\n"
             f"  Logs          {workdir}\n",
             flush=True,
         )
@@ -286,7 +276,11 @@ def _feed_main(argv: list[str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await _feed(bootstrap, topic, speed, history_hours, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except CliError as exc:  # the broker went away, say: one line in the log, and the demo notices
+        print(f"traffic: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

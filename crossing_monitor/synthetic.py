@@ -1,8 +1,9 @@
 """A quick, deterministic year of traffic for the benchmarks: every catalogue port, every vehicle's
 whole pipeline (arrival, entry, scan, sometimes inspection, exit), in event-time order.
 
-Used by the benchmarks and the worker's tests. Not the simulator (`crossing-monitor simulate`
-models lanes and queues): this only needs to be large, realistic in shape and fast to write.
+Used by the benchmarks and the worker's tests. Not the simulator (`producers`, which models lanes
+and queues and feeds `crossing-monitor simulate` and the demo): this only needs to be large,
+realistic in shape and fast to write.
 """
 
 from __future__ import annotations
@@ -86,17 +87,8 @@ def _port_events(port, start: datetime, days: int, rng: random.Random) -> Iterat
 
 
 def write(path: str, catalogue: Catalogue, start: datetime, days: int, seed: int = 7) -> int:
-    """Write the log; returns the number of events."""
-    n = 0
+    """Write the log (any file name, uncompressed); returns the number of events."""
+    from producers.logs import write_lines
+
     with open(path, "wb") as f:
-        buf = []
-        for line in events(catalogue, start, days, seed):
-            buf.append(line)
-            if len(buf) >= 10000:
-                f.write(b"\n".join(buf) + b"\n")
-                n += len(buf)
-                buf.clear()
-        if buf:
-            f.write(b"\n".join(buf) + b"\n")
-            n += len(buf)
-    return n
+        return write_lines(f, events(catalogue, start, days, seed))

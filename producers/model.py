@@ -18,8 +18,9 @@ import heapq
 import random
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, time, timedelta
+from itertools import accumulate
 from math import inf
 
 import orjson
@@ -36,6 +37,7 @@ _EMIT, _ARRIVE, _SCAN, _BAY = range(4)
 _FREIGHT = frozenset({"truck", "other"})  # container-scanned; physical inspection in the legacy regime
 _ENTRY_FACTOR = {"truck": 1.0, "other": 1.0, "bus": 1.0, "car": 0.4}
 _SHORT = {"outbound": "out", "inbound": "in"}
+_heappush = heapq.heappush
 
 Emitted = tuple[int, bytes]  # (event time in epoch ms as the model saw it, the serialised event)
 
@@ -43,26 +45,56 @@ Emitted = tuple[int, bytes]  # (event time in epoch ms as the model saw it, the 
 class _Day:
     """One local calendar day: when the port is open and the walk-up arrival rate, per slot."""
 
-    __slots__ = ("start", "open", "rate", "booked")
+    __slots__ = ("start", "end", "open", "rate", "booked", "first", "last")
 
-    def __init__(self, start: float, open_: list[bool], rate: list[float], booked: list[float]) -> None:
+    def __init__(
+        self, start: float, end: float, open_: list[bool], rate: list[float], booked: list[float], sure: bool
+    ) -> None:
         self.start = start
+        self.end = end  # the next local midnight (a day of 23 or 25 hours where the clocks change)
         self.open = open_
         self.rate = rate  # walk-up arrivals per second
         self.booked = booked  # sorted arrival times of booked trucks
+        # Instants in [first, last) surely fall on this day, whatever datetime rounds (see PortModel._day);
+        # an empty range sends every look-up of the day through datetime, as before this shortcut.
+        self.first, self.last = (start + 1e-5, end - 1e-5) if sure else (inf, -inf)
 
 
 class _Vehicle:
-    __slots__ = ("vid", "cls", "direction", "booked", "lane", "base", "n")
+    __slots__ = ("cls", "lane", "head", "body", "n")
 
-    def __init__(self, vid: str, cls: str, direction: str, booked: bool) -> None:
-        self.vid = vid
+    def __init__(self, cls: str, lane: _Lane, head: str, body: str) -> None:
         self.cls = cls
-        self.direction = direction
-        self.booked = booked
-        self.lane = ""
-        self.base: dict = {}
-        self.n = 0
+        self.lane = lane
+        self.head = head  # '"<vehicle id>': the event ids as JSON, without their number and closing quote
+        self.body = body  # ',"port":...,"vehicle_class":...': the fields every event of the vehicle carries
+        self.n = 0  # events so far
+
+
+class _Sensor:
+    """A sensor's id as JSON text, and how far its clock runs ahead (ms)."""
+
+    __slots__ = ("json", "skew_ms")
+
+    def __init__(self, sensor_id: str, skew: Mapping[str, float]) -> None:
+        self.json = _json(sensor_id)
+        seconds = skew.get(sensor_id)
+        self.skew_ms = int(seconds * 1000) if seconds else 0
+
+
+class _Lane:
+    """An entry lane: its id as JSON text and the sensors of its entry and exit barriers."""
+
+    __slots__ = ("json", "entry", "exit")
+
+    def __init__(self, slug: str, lane: str, skew: Mapping[str, float]) -> None:
+        self.json = _json(lane)
+        self.entry = _Sensor(f"{slug}-{lane}-entry", skew)
+        self.exit = _Sensor(f"{slug}-{lane}-exit", skew)
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 class PortModel:
@@ -76,7 +108,9 @@ class PortModel:
         self.rng = random.Random(f"{seed}:{cfg.slug}:{round(start * 1000)}")
         self.stats: Counter[str] = Counter()
         self._fmt = TimestampFormatter(cfg.tz)
+        self._minutes, self._seconds = self._fmt.minutes, self._fmt.seconds  # (_emit formats inline)
         self._days: dict[date, _Day] = {}
+        self._today: _Day | None = None  # the day looked up last
         self._heap: list[tuple] = []
         self._seq = 0
         self._lanes = {d: [(start, i + 1) for i in range(n)] for d, n in cfg.lanes.items() if n > 0}
@@ -91,14 +125,31 @@ class PortModel:
             walk["truck"] = truck * (1 - cfg.booked_share)
         self._walk_classes = [c for c, s in walk.items() if s > 0]
         self._walk_weights = [walk[c] for c in self._walk_classes]
+        self._walk_cum = list(accumulate(self._walk_weights))  # what rng.choices makes of the weights
         self._walk_share = sum(self._walk_weights)
+        # Every event is serialised from pieces made here and once per vehicle (see _emit).
+        slug, skew = cfg.slug, cfg.skew_seconds
+        self._approach = {d: _Sensor(f"{slug}-{s}-approach-cam", skew) for d, s in _SHORT.items()}
+        self._lane_ids = {(d, i): _Lane(slug, f"{_SHORT[d]}-{i}", skew) for d, n in cfg.lanes.items()
+                          for i in range(1, n + 1)}  # fmt: skip
+        self._scanner_ids = {i: _Sensor(f"{slug}-scanner-{i}", skew) for _, i in self._scanners}
+        self._bay_ids = {i: _Sensor(f"{slug}-bay-{i}", skew) for _, i in self._bays}
+        self._port_json = _json(slug)
+        self._class_json = {c: _json(c) for c in (*cfg.class_mix, "truck")}
+        self._vehicles_key = {c: f"vehicles.{c}" for c in self._class_json}  # stats keys
+        self._crossings_key = {c: f"crossings.{c}" for c in self._class_json}
 
     # ---- calendar ------------------------------------------------------------------------
 
     def _day(self, t: float) -> _Day:
+        today = self._today
+        if today is not None and today.first <= t < today.last:
+            return today
         local = datetime.fromtimestamp(t, self.cfg.tz)
         found = self._days.get(local.date())
-        return found if found is not None else self._plan(local.date())
+        found = found if found is not None else self._plan(local.date())
+        self._today = found
+        return found
 
     def _plan(self, day: date) -> _Day:
         cfg, rng = self.cfg, self.rng
@@ -129,8 +180,13 @@ class PortModel:
                 slot, into = divmod(offset, SLOT)
                 booked.append(start + open_slots[int(slot)] * SLOT + into)
         if len(self._days) > 8:  # old days are never looked at again
-            self._days.pop(next(iter(self._days)))
-        plan = self._days[day] = _Day(start, open_, rate, booked)
+            gone = self._days.pop(next(iter(self._days)))
+            gone.first, gone.last = inf, -inf  # a second look plans it again, as it always did
+        end = datetime.combine(day + timedelta(days=1), time(0), cfg.tz).timestamp()
+        first, last = (datetime.fromtimestamp(x, cfg.tz) for x in (start, end - 1e-5))
+        # No shortcut for a day whose clocks change: only the local date of each instant is sure there.
+        sure = first.date() == last.date() == day and first.utcoffset() == last.utcoffset()
+        plan = self._days[day] = _Day(start, end, open_, rate, booked, sure)
         return plan
 
     def next_open(self, t: float) -> float:
@@ -142,7 +198,8 @@ class PortModel:
                 if day.open[k]:
                     return max(t, day.start + k * SLOT)
                 k += 1
-            t = max(t, day.start + SLOTS_PER_DAY * SLOT)
+            following = day.start + SLOTS_PER_DAY * SLOT
+            t = following if following > t else max(t, day.end)  # (a 25-hour day's last hour: the next day)
         return inf
 
     # ---- arrival streams -----------------------------------------------------------------
@@ -185,46 +242,53 @@ class PortModel:
 
     def _push(self, t: float, kind: int, item: object) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, kind, item))
+        _heappush(self._heap, (t, self._seq, kind, item))
 
-    def _emit(self, t: float, v: _Vehicle, etype: str, sensor: str, extra: dict | None = None) -> None:
+    def _emit(self, t: float, v: _Vehicle, etype: str, sensor: _Sensor, extra: str = "") -> None:
+        """Serialise one event: the bytes `orjson.dumps` gives for the event's dict (event_id, type, ts,
+        port, lane, direction, vehicle_id, vehicle_class, sensor_id, then the extra fields), built from
+        pieces each vehicle and sensor serialised once."""
         ms = int(t * 1000)
-        skew = self.cfg.skew_seconds.get(sensor)
-        stamp = self._fmt(ms + int(skew * 1000)) if skew else self._fmt(ms)
-        v.n += 1
-        obj = {"event_id": f"{v.vid}-{v.n}", "type": etype, "ts": stamp, **v.base, "sensor_id": sensor}
-        if extra:
-            obj.update(extra)
-        self._push(t, _EMIT, (ms, orjson.dumps(obj)))
+        at = ms + sensor.skew_ms  # the sensor's clock
+        minute = at // 60_000
+        day_hh_mm, offset = self._minutes.get(minute) or self._fmt.minute(minute)
+        n = v.n = v.n + 1
+        data = (
+            f'{{"event_id":{v.head}-{n}","type":"{etype}","ts":"{day_hh_mm}{self._seconds[at % 60_000]}{offset}"'
+            f'{v.body},"sensor_id":{sensor.json}{extra}}}'
+        )
+        self._seq += 1
+        _heappush(self._heap, (t, self._seq, _EMIT, (ms, data.encode())))
 
     def _service(self, minutes: float) -> float:
         return self.rng.gammavariate(GAMMA_SHAPE, minutes * 60 / GAMMA_SHAPE) if minutes > 0 else 0.0
 
     def _arrive(self, t: float, booked: bool) -> None:
         cfg, rng = self.cfg, self.rng
-        cls = "truck" if booked else rng.choices(self._walk_classes, self._walk_weights)[0]
+        cls = "truck" if booked else rng.choices(self._walk_classes, cum_weights=self._walk_cum)[0]
         direction = "outbound" if rng.random() < self._out_share else "inbound"
-        v = _Vehicle(f"{cfg.slug}-{rng.getrandbits(64):016x}", cls, direction, booked)
-        self.stats[f"vehicles.{cls}"] += 1
+        vid = f"{self._port_json[:-1]}-{rng.getrandbits(64):016x}"  # '"<slug>-<64 random bits>', as JSON
+        self.stats[self._vehicles_key[cls]] += 1
         lanes = self._lanes[direction]
         free, idx = lanes[0]
         entry = self.next_open(max(t, free))
-        v.lane = f"{_SHORT[direction]}-{idx}"
-        v.base = {
-            "port": cfg.slug,
-            "lane": v.lane,
-            "direction": direction,
-            "vehicle_id": v.vid,
-            "vehicle_class": cls,
-        }
-        self._emit(t, v, "vehicle.arrived", f"{cfg.slug}-{_SHORT[direction]}-approach-cam", {"booked": booked})
+        lane = self._lane_ids[direction, idx]
+        v = _Vehicle(
+            cls,
+            lane,
+            vid,
+            f',"port":{self._port_json},"lane":{lane.json},"direction":"{direction}","vehicle_id":{vid}"'
+            f',"vehicle_class":{self._class_json[cls]}',
+        )
+        booked_json = ',"booked":true' if booked else ',"booked":false'
+        self._emit(t, v, "vehicle.arrived", self._approach[direction], booked_json)
         if entry == inf:
             heapq.heapreplace(lanes, (inf, idx))
             return
         minutes = cfg.entry_minutes * _ENTRY_FACTOR.get(cls, 1.0) * (0.5 if booked else 1.0)
         done = entry + self._service(minutes)
         heapq.heapreplace(lanes, (done, idx))
-        self._emit(entry, v, "gate.entered", f"{cfg.slug}-{v.lane}-entry")
+        self._emit(entry, v, "gate.entered", lane.entry)
         if cls in _FREIGHT and cfg.regime == "legacy":
             self._push(done, _BAY, (v, cfg.legacy_minutes))
         elif cls in _FREIGHT:
@@ -241,9 +305,9 @@ class PortModel:
         done = begin + self._service(cfg.scan_minutes)
         heapq.heapreplace(self._scanners, (done, idx))
         flagged = rng.random() < cfg.flagged_share
-        sensor = f"{cfg.slug}-scanner-{idx}"
+        sensor = self._scanner_ids[idx]
         self._emit(begin, v, "scan.started", sensor)
-        self._emit(done, v, "scan.completed", sensor, {"result": "flagged" if flagged else "clear"})
+        self._emit(done, v, "scan.completed", sensor, ',"result":"flagged"' if flagged else ',"result":"clear"')
         if flagged or rng.random() < cfg.sampled_share:
             self._push(done, _BAY, (v, cfg.physical_minutes))
         else:
@@ -254,7 +318,7 @@ class PortModel:
         begin = max(t, free)
         done = begin + self._service(minutes)
         heapq.heapreplace(self._bays, (done, idx))
-        sensor = f"{self.cfg.slug}-bay-{idx}"
+        sensor = self._bay_ids[idx]
         self._emit(begin, v, "inspection.started", sensor)
         self._emit(done, v, "inspection.completed", sensor)
         self._exit(done, v)
@@ -262,11 +326,11 @@ class PortModel:
     def _exit(self, t: float, v: _Vehicle) -> None:
         cfg, rng = self.cfg, self.rng
         when = t + self._service(cfg.exit_minutes)
-        extra = None
+        extra = ""
         if v.cls in _FREIGHT:
-            extra = {"cargo_tonnes": round(rng.gammavariate(2.0, cfg.cargo_per_truck / 2), 1)}
-        self.stats[f"crossings.{v.cls}"] += 1
-        self._emit(when, v, "gate.exited", f"{cfg.slug}-{v.lane}-exit", extra)
+            extra = ',"cargo_tonnes":' + _json(round(rng.gammavariate(2.0, cfg.cargo_per_truck / 2), 1))
+        self.stats[self._crossings_key[v.cls]] += 1
+        self._emit(when, v, "gate.exited", v.lane.exit, extra)
 
     # ---- the run -------------------------------------------------------------------------
 

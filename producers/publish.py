@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from crossing_monitor.errors import CliError
 from crossing_monitor.kafka_local import quiet_logger
@@ -68,8 +68,10 @@ class Publisher:
         from aiokafka.errors import KafkaError
 
         from crossing_monitor.kafka_local import create_topics_async
+        from crossing_monitor.kafka_security import KafkaSecurity
 
         partitions = int(os.environ.get("CROSSING_MONITOR_PARTITIONS", DEFAULT_PARTITIONS))
+        security = KafkaSecurity.from_env().aiokafka_kwargs()  # TLS/SASL from CROSSING_MONITOR_KAFKA_*
         last = ""
         for attempt in range(1, self.attempts + 1):
             producer = AIOKafkaProducer(
@@ -79,10 +81,11 @@ class Publisher:
                 max_batch_size=self.batch_bytes,
                 max_request_size=max(self.batch_bytes * 2, 1 << 20),
                 request_timeout_ms=30_000,
+                **security,
             )
             try:
                 with quiet_aiokafka():
-                    await create_topics_async(self.bootstrap, {self.topic: partitions}, timeout=10)
+                    await create_topics_async(self.bootstrap, {self.topic: partitions}, timeout=10, security=security)
                     await producer.start()
                 self._partitions = sorted(await producer.partitions_for(self.topic))
                 self._producer = producer
@@ -128,6 +131,30 @@ class Publisher:
             if batch.append(key=key, value=value, timestamp=None) is None:
                 raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
         self._counts[part] += 1
+
+    async def send_many(self, key: bytes | None, values: Iterable[bytes]) -> int:
+        """`send` for many messages with one key, without a call per message; returns how many."""
+        part = self._by_key.get(key)
+        if part is None:
+            part = self.partition(key)
+        batch = self._batches.get(part)
+        if batch is None:
+            batch = self._open(part)
+        append = batch.append
+        count = self._counts[part]
+        n = 0
+        for value in values:
+            if append(key=key, value=value, timestamp=None) is None:
+                self._counts[part] = count
+                await self._submit(part)
+                append = self._open(part).append
+                count = 0
+                if append(key=key, value=value, timestamp=None) is None:
+                    raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
+            count += 1
+            n += 1
+        self._counts[part] = count
+        return n
 
     def _open(self, part: int):
         batch = self._batches[part] = self._producer.create_batch()

@@ -27,6 +27,9 @@ async def _connect(bootstrap: str, say: Callable[[str], None]):
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
+    from crossing_monitor.kafka_security import KafkaSecurity
+
+    security = KafkaSecurity.from_env().aiokafka_kwargs()  # TLS/SASL from CROSSING_MONITOR_KAFKA_*
     last = ""
     attempts = publish.ATTEMPTS
     for attempt in range(1, attempts + 1):
@@ -37,6 +40,7 @@ async def _connect(bootstrap: str, say: Callable[[str], None]):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 << 20,
             fetch_max_bytes=32 << 20,
+            **security,
         )
         try:
             with publish.quiet_aiokafka():

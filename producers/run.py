@@ -17,9 +17,9 @@ from math import inf
 from typing import Any
 
 from crossing_monitor.catalogue import Catalogue
-from producers.config import ConfigError, port_config
+from producers.config import ConfigError, PortConfig, port_config
 from producers.faults import Faults, offline_window, skewed_sensor, with_faults
-from producers.model import PortModel
+from producers.model import Emitted, PortModel
 from producers.scenarios import Scenario
 
 Item = tuple[int, int, bytes]  # (time of sending in epoch ms, index of the port in Run.ports, event bytes)
@@ -63,26 +63,35 @@ class Run:
         """The Kafka message key of each port, by index."""
         return [p.encode() for p in self.ports]
 
-    def models(self) -> list[tuple[PortModel, Iterator]]:
+    def config(self, index: int) -> PortConfig:
+        """What the model of the port `ports[index]` is built from (ConfigError for a bad override)."""
+        slug = self.ports[index]
+        cfg = port_config(self.catalogue[slug], self.overrides.get(slug), self.regime)
+        if self.faults.skew:
+            cfg = dataclasses.replace(cfg, skew_seconds={skewed_sensor(slug, dict(cfg.lanes)): self.faults.skew})
+        return cfg
+
+    def model(self, index: int) -> tuple[PortModel, Iterator[Emitted]]:
+        """The model of the port `ports[index]`, and its event stream with the faults applied: (time of
+        sending in epoch ms, event bytes) in sending order. Each port's stream depends on nothing but
+        the run's settings and the port, so it is the same whichever process makes it."""
+        slug = self.ports[index]
+        model = PortModel(self.config(index), self.start_s, self.end_s, self.seed)
+        model.stats = self.stats  # one tally for the run
+        stream: Iterator[Emitted] = model.events()
+        if self.faults.any_in_stream:
+            rng = random.Random(f"{self.seed}:{slug}:{round(self.start_s * 1000)}:faults")
+            window = (
+                offline_window(rng, self.start_s, self.end_s, self.faults.offline, model.next_open)
+                if self.faults.offline
+                else None
+            )
+            stream = with_faults(stream, self.faults, rng, window, self.stats)
+        return model, stream
+
+    def models(self) -> list[tuple[PortModel, Iterator[Emitted]]]:
         """One model per port, and its event stream with the faults applied."""
-        out = []
-        for slug in self.ports:
-            cfg = port_config(self.catalogue[slug], self.overrides.get(slug), self.regime)
-            if self.faults.skew:
-                cfg = dataclasses.replace(cfg, skew_seconds={skewed_sensor(slug, dict(cfg.lanes)): self.faults.skew})
-            model = PortModel(cfg, self.start_s, self.end_s, self.seed)
-            model.stats = self.stats  # one tally for the run
-            stream: Iterator = model.events()
-            if self.faults.any_in_stream:
-                rng = random.Random(f"{self.seed}:{slug}:{round(self.start_s * 1000)}:faults")
-                window = (
-                    offline_window(rng, self.start_s, self.end_s, self.faults.offline, model.next_open)
-                    if self.faults.offline
-                    else None
-                )
-                stream = with_faults(stream, self.faults, rng, window, self.stats)
-            out.append((model, stream))
-        return out
+        return [self.model(i) for i in range(len(self.ports))]
 
     def events(self) -> Iterator[Item]:
         """All ports' events in the order they are sent (by time of sending, then port order)."""
@@ -98,7 +107,7 @@ class Run:
             yield data
 
 
-def _tagged(stream: Iterator[tuple[int, bytes]], index: int) -> Iterator[Item]:
+def _tagged(stream: Iterator[Emitted], index: int) -> Iterator[Item]:
     for ms, data in stream:
         yield ms, index, data
 

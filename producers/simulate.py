@@ -121,39 +121,86 @@ def write(run: Run, path: str, speed: float | None, show_progress: bool) -> int:
     return n
 
 
-async def publish(run: Run, bootstrap: str, topic: str, speed: float | None, show_progress: bool) -> int:
-    """Publish the run's events (paced if `speed`); returns how many the broker acknowledged."""
+async def publish(
+    run: Run,
+    bootstrap: str,
+    topic: str,
+    speed: float | None,
+    show_progress: bool,
+    *,
+    pacer: Pacer | None = None,
+    stop: asyncio.Event | None = None,
+    processes: int | None = None,
+) -> int:
+    """Publish the run's events; returns how many the broker acknowledged.
+
+    Paced (`speed`, or a `pacer` of one's own), the events go out in sending order at their time.
+    At max speed the models run in `processes` child processes (default: by the CPUs), started
+    before connecting so they are under way by then, while this one publishes what they send.
+    `stop` set ends a run early (an endless one, say); what was sent until then is flushed."""
     from aiokafka.errors import KafkaError
 
+    from producers.parallel import ModelProcesses
     from producers.publish import Publisher
 
-    publisher = Publisher(bootstrap, topic, linger_ms=100 if speed is None else 5)
-    await publisher.start()
-    keys = run.keys
+    if pacer is None and speed is not None:
+        pacer = Pacer(speed, int(run.start_s * 1000))
     total = None if run.days == inf else run.days * 86400
+    async with contextlib.AsyncExitStack() as stack:
+        chunks = None if pacer is not None else await stack.enter_async_context(ModelProcesses(run, processes))
+        publisher = Publisher(bootstrap, topic, linger_ms=100 if pacer is None else 5)
+        await publisher.start()
+        try:
+            with progress_bar(show_progress, f"publishing to {topic}", total, " s") as update:
+                if chunks is not None:
+                    await _publish_chunks(run, chunks, publisher, update, stop)
+                else:
+                    await _publish_paced(run, publisher, pacer, update, stop)
+                await publisher.flush()
+        except KafkaError as exc:
+            raise CliError(
+                f"Kafka at {bootstrap} failed after {publisher.sent:,} events were acknowledged: {exc}"
+            ) from None
+        finally:
+            with contextlib.suppress(KafkaError):
+                await publisher.stop()
+    return publisher.sent
+
+
+async def _publish_paced(run: Run, publisher, pacer: Pacer, update, stop: asyncio.Event | None) -> None:
+    """All ports' events in sending order, each when the pacer says it is due."""
+    keys = run.keys
     start_ms = run.start_s * 1000
-    pacer = Pacer(speed, int(start_ms)) if speed else None
-    n = 0
+    length_ms = run.days * 86_400_000
     send = publisher.send
-    try:
-        with progress_bar(show_progress, f"publishing to {topic}", total, " s") as update:
-            for ms, index, data in run.events():
-                if pacer is not None and (delay := pacer.wait(ms)) > 0:
-                    await publisher.submit_all()
-                    await asyncio.sleep(delay)
-                await send(keys[index], data)
-                n += 1
-                if not n % PROGRESS_EVERY:
-                    update(min(ms - start_ms, (total or inf) * 1000) / 1000)
-            await publisher.flush()
-    except KafkaError as exc:
-        raise CliError(
-            f"Kafka at {bootstrap} failed after {publisher.sent:,} events were acknowledged: {exc}"
-        ) from None
-    finally:
-        with contextlib.suppress(KafkaError):
-            await publisher.stop()
-    return n
+    for n, (ms, index, data) in enumerate(run.events(), 1):
+        if (delay := pacer.wait(ms)) > 0:
+            await publisher.submit_all()
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        if stop is not None and stop.is_set():
+            return
+        await send(keys[index], data)
+        if not n % PROGRESS_EVERY:
+            update(min(ms - start_ms, length_ms) / 1000)
+            await asyncio.sleep(0)  # in a burst (history, a late start) the producer and a stop get a turn
+
+
+async def _publish_chunks(run: Run, chunks, publisher, update, stop: asyncio.Event | None) -> None:
+    """The model processes' chunks into Kafka batches as fast as they come."""
+    keys = run.keys
+    start_ms = run.start_s * 1000
+    length_ms = run.days * 86_400_000
+    reached: dict[int, int] = {}  # event time each port's process has reached
+    async for index, upto_ms, events in chunks:
+        await publisher.send_many(keys[index], events)
+        if stop is not None and stop.is_set():
+            return
+        reached[index] = upto_ms
+        update(min(min(reached.values()) - start_ms, length_ms) / 1000)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -27,8 +28,24 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _speed_reaching_open_hours(catalogue, seconds: float = 20.0, at_least: float = 60.0) -> float:
+    """A --speed at which the live traffic (after the history) reaches, within `seconds`, an hour when
+    some port is open: the simulator's ports admit nobody while closed (most close at night), so at
+    night the figures move only thanks to the ports open round the clock, if the catalogue has any."""
+    now = datetime.now(UTC)
+    minutes = 0
+    while minutes < 7 * 24 * 60:
+        moment = now + timedelta(minutes=minutes)
+        if any(p.hours.is_open(moment.astimezone(p.tz)) for p in catalogue.values()):
+            break
+        minutes += 5
+    return at_least if minutes == 0 else max(at_least, (minutes + 30) * 60 / seconds)
+
+
 def test_demo_fills_every_port_moves_metrics_and_stops_on_sigint(tmp_path):
     port = free_port()
+    # 96 h of history: the smallest port (3 vehicles a day, open 9 h a day) shows up whatever the hour.
+    speed = _speed_reaching_open_hours(load_catalogue())
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -42,7 +59,7 @@ def test_demo_fills_every_port_moves_metrics_and_stops_on_sigint(tmp_path):
             "--history-hours",
             "96",
             "--speed",
-            "60",
+            f"{speed:g}",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

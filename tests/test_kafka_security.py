@@ -399,3 +399,35 @@ def test_errors_end_the_command_with_one_line_and_exit_code_2(monkeypatch: pytes
     assert cli.main(["record", "out.jsonl.gz"]) == 2
     err = capsys.readouterr().err
     assert err == f"crossing-monitor record: {P}SECURITY_PROTOCOL=SASL_SSL needs {P}SASL_USERNAME\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker", "--bootstrap", "127.0.0.1:1"],
+        ["record", "out.jsonl", "--bootstrap", "127.0.0.1:1"],
+        ["simulate", "--bootstrap", "127.0.0.1:1", "--days", "0.01", "--speed", "max", "--no-progress"],
+        ["replay", "in.jsonl", "--bootstrap", "127.0.0.1:1"],
+    ],
+)
+def test_every_kafka_command_reads_the_settings_before_it_connects(argv: list[str], tmp_path: Path):
+    """The real commands, wired: a bad protocol stops each with one line, before any connection."""
+    import os
+    import sys
+
+    (tmp_path / "in.jsonl").write_bytes(b'{"event_id": "x"}\n')
+    env = dict(os.environ, **{P + "SECURITY_PROTOCOL": "BOGUS"})
+    done = subprocess.run(
+        [sys.executable, "-m", "crossing_monitor", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"crossing-monitor {argv[0]}: {P}SECURITY_PROTOCOL must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL,"
+        " not 'BOGUS'"
+    )
+    assert "Traceback" not in done.stderr and "not answering" not in done.stderr

@@ -149,3 +149,50 @@ def test_recording_a_missing_topic_is_one_line(kafka, tmp_path, capsys):
     code = run_cli("record", str(tmp_path / "x.jsonl"), "--topic", "no-such-topic-here", "--bootstrap", kafka.bootstrap)
     assert code == 2
     assert "topic 'no-such-topic-here' does not exist" in capsys.readouterr().err
+
+
+def test_simulate_at_max_speed_with_several_model_processes_keeps_each_port_in_order(kafka, tmp_path):
+    from producers.simulate import publish
+
+    topic = _topic()
+    ports = ["khorgos", "alashankou", "irkeshtam", "lektse"]
+    run = Run(CAT, ports, START, 2.0, faults=_dups())
+    sent = asyncio.run(publish(run, kafka.bootstrap, topic, None, False, processes=3))
+    expected = list(Run(CAT, ports, START, 2.0, faults=_dups()).lines())
+    assert sent == len(expected)
+    out = tmp_path / "many.jsonl"
+    assert run_cli("record", str(out), "--topic", topic, "--bootstrap", kafka.bootstrap) == 0
+    assert _by_key(_read(out)) == _by_key(expected)
+
+
+def test_a_history_goes_out_at_once_then_real_time_until_stopped(kafka):
+    """What the demo's traffic does: the last hours within a second or so, then paced, until told to stop."""
+    import itertools
+    import time
+    from datetime import timedelta
+    from math import inf
+
+    from producers.pacing import Pacer
+    from producers.simulate import publish
+
+    topic = _topic()
+    now = datetime.now(CAT["irkeshtam"].tz).replace(microsecond=0)
+    run = Run(CAT, ["irkeshtam", "khorgos"], now - timedelta(hours=12), days=inf)
+    now_ms = int(now.timestamp() * 1000)
+    same = Run(CAT, run.ports, run.start, days=inf).events()  # (a run's length changes its draws: the same)
+    history = sum(1 for _ in itertools.takewhile(lambda item: item[0] < now_ms, same))
+
+    async def scenario() -> tuple[int, float]:
+        stop = asyncio.Event()
+        pacer = Pacer(1, int(run.start_s * 1000), history_until_ms=now_ms, history_seconds=1.0)
+        task = asyncio.ensure_future(publish(run, kafka.bootstrap, topic, None, False, pacer=pacer, stop=stop))
+        while pacer.wall0 is None or time.monotonic() < pacer.wall0 + 3:  # connected, history, 2 s of live
+            await asyncio.sleep(0.05)
+        stop.set()
+        started = time.monotonic()
+        sent = await task
+        return sent, time.monotonic() - started
+
+    sent, stopping = asyncio.run(scenario())
+    assert history <= sent < history + 100  # all of the history, then a few seconds of real time
+    assert stopping < 5
