@@ -29,6 +29,7 @@ catalogue = load_catalogue(settings.catalogue)
 security = KafkaSecurity.from_env()
 
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
+SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
 
 
 class App(faust.App):
@@ -49,7 +50,7 @@ app = App(
     web_port=settings.web_port,
     datadir=settings.data_dir,
     consumer_auto_offset_reset="earliest",
-    broker_max_poll_records=5000,  # records per fetch: a batch of up to this many per partition
+    broker_max_poll_records=5000,  # records per fetch, all partitions together
     consumer_max_fetch_size=4 * 1024 * 1024,
     producer_max_request_size=MAX_SNAPSHOT_BYTES,
     producer_acks=-1,
@@ -157,32 +158,48 @@ class Processor:
         self.batches_folded += 1
         self.events_processed += folded
 
-    def checkpoint(self, part: PartitionState) -> None:
-        """Send the partition's dead letters and snapshot (the producer keeps their order)."""
+    def checkpoint(self, part: PartitionState) -> list[asyncio.Future]:
+        """Send the partition's dead letters and snapshot (the producer keeps their order); the
+        futures resolve once Kafka has them."""
         if not part.unsaved:
-            return
-        for key, value in part.dead_letters:
-            dlq_topic.send_soon(key=key, value=value)
+            return []
+        sent = [dlq_topic.send_soon(key=key, value=value) for key, value in part.dead_letters]
         part.dead_letters.clear()
         blob = part.snapshot()
         key = snapshot_key(part.partition)
-        checkpoints.send_changelog(part.partition, key, blob)
+        sent.append(checkpoints.send_changelog(part.partition, key, blob))
         checkpoints.data[key] = blob
         part.unsaved = 0
         part.checkpoint_offset = part.next_offset
         self.checkpoints_written += 1
         self.last_checkpoint_bytes = len(blob)
+        return sent
 
-    def checkpoint_all(self) -> None:
-        for part in list(self.partitions.values()):
-            self.checkpoint(part)
+    async def checkpoint_all(self, owned: set[int] | None = None) -> None:
+        """Checkpoint every partition (of `owned`, when given) and wait until Kafka has the
+        checkpoints; only then do they count as durable, and only durable offsets are committed."""
+        sent = {}
+        for p, part in list(self.partitions.items()):
+            if owned is None or p in owned:
+                futures = self.checkpoint(part)
+                if futures:
+                    sent[p] = (part, part.checkpoint_offset, futures)
+        for p, (part, offset, futures) in sent.items():
+            try:
+                results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), SEND_TIMEOUT)
+            except TimeoutError:
+                log.warning("partition %d: checkpoint at %d not acknowledged within %.0f s", p, offset, SEND_TIMEOUT)
+                continue
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                log.warning("partition %d: checkpoint at %d not written (%s)", p, offset, failed[0])
+                continue
+            part.durable_offset = max(part.durable_offset, offset)
 
-    def uncommitted_checkpoints(self) -> dict[int, int]:
-        """{partition: offset} of checkpoints written since the last commit."""
+    def uncommitted(self) -> dict[int, int]:
+        """{partition: offset} of durable checkpoints not committed yet."""
         return {
-            p: part.checkpoint_offset
-            for p, part in self.partitions.items()
-            if part.checkpoint_offset > part.committed_offset
+            p: part.durable_offset for p, part in self.partitions.items() if part.durable_offset > part.committed_offset
         }
 
     def committed(self, offsets: dict[int, int]) -> None:
@@ -292,14 +309,13 @@ async def read_past(part: PartitionState, first: int) -> bool:
 
 @app.timer(settings.checkpoint_seconds)
 async def checkpoint_timer() -> None:
-    """Checkpoint, wait until the checkpoints are in Kafka, then commit the offsets they hold."""
-    processor.checkpoint_all()
-    offsets = processor.uncommitted_checkpoints()
-    if not offsets or app.rebalancing:
-        return
-    await app.producer.flush()
+    """Checkpoint what this worker owns, wait until Kafka has it, then commit the offsets it holds."""
+    if app.rebalancing:
+        return  # on_revoked checkpoints; a partition may already have a new owner
     generation = app.consumer_generation_id
-    if app.rebalancing or app.consumer_generation_id != generation:
+    await processor.checkpoint_all(owned=set(assigned_partitions()))
+    offsets = processor.uncommitted()
+    if not offsets or app.rebalancing or app.consumer_generation_id != generation:
         return
     tps = {TP(settings.topic, p): offset for p, offset in offsets.items()}
     if await app.consumer.commit_offsets(tps):
@@ -309,15 +325,14 @@ async def checkpoint_timer() -> None:
 @app.on_partitions_revoked.connect
 async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
     """Checkpoint before a rebalance, so the next owner starts where this worker stopped."""
-    processor.checkpoint_all()
-    await app.producer.flush()  # the next owner's recovery must read this checkpoint
+    await processor.checkpoint_all()  # the next owner's recovery must read these checkpoints
     processor.forget(set(processor.partitions))
 
 
 @app.on_before_shutdown.connect
 async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
-    """A clean stop leaves a checkpoint of everything folded in (flushed with the producer)."""
-    processor.checkpoint_all()
+    """A clean stop leaves a checkpoint of everything folded in."""
+    await processor.checkpoint_all()
 
 
 @app.on_partitions_assigned.connect

@@ -3,10 +3,11 @@
 Why checkpoints and not a table write per event: the per-port state is a few hundred kilobytes
 (ids and vehicles of the last days), so it is kept in memory, folded by the metric core, and
 written to the Faust table's changelog as one compressed snapshot per partition every second.
-The source offset is committed only once a snapshot that holds it is in Kafka, so the committed
-offset never runs ahead of the state; after a crash or a rebalance the snapshot is restored, the
-consumer starts at the committed offset, and records at offsets the snapshot already holds are
-skipped. That is at-least-once delivery made exact: nothing is counted twice and nothing is lost.
+The source offset is committed only once Kafka has acknowledged a snapshot that holds it, so
+the committed offset never runs ahead of the state; after a crash or a rebalance the snapshot is
+restored, the consumer starts at the restored (or the earlier committed) offset, and records at
+offsets the snapshot already holds are skipped. That is at-least-once delivery made exact:
+nothing is counted twice and nothing is lost (but what retention deleted before it was read).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class PartitionState:
     restored_offset: int = -1  # events below this offset are already in the restored state
     next_offset: int = 0  # the offset after the last event folded in
     unsaved: int = 0  # events folded in since the last checkpoint
-    checkpoint_offset: int = 0  # next_offset of the last checkpoint written
-    committed_offset: int = 0  # the source offset last committed (never past a written checkpoint)
+    checkpoint_offset: int = 0  # next_offset of the last checkpoint sent
+    durable_offset: int = 0  # next_offset of the last checkpoint Kafka acknowledged
+    committed_offset: int = 0  # the source offset this worker last committed (never past durable_offset)
     dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to send
 
     def snapshot(self) -> bytes:
@@ -61,7 +63,8 @@ class PartitionState:
             restored_offset=offset,
             next_offset=offset,
             checkpoint_offset=offset,
-            committed_offset=offset,
+            durable_offset=offset,
+            committed_offset=-1,  # unknown: the restored offset is committed at the next tick
         )
 
 

@@ -80,12 +80,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if source:
                         # Faust's livelock check reads this to tell a working stream from a stuck one
                         self.app.monitor.stream_inbound_time[tp] = monotonic()
-                        await type(self).on_batch(Batch(tp.partition, batch, generation))
+                        try:
+                            await type(self).on_batch(Batch(tp.partition, batch, generation))
+                        except asyncio.CancelledError:
+                            task = asyncio.current_task()
+                            if task is not None and task.cancelling():
+                                raise  # this loop is being stopped
+                            # A rebalance cleared the full channel this batch waited for: put it back.
+                            await self._rewind(tp, batch[0].offset)
                     else:
                         await self._deliver_one_by_one(tp, batch)
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if not self.transport.app.should_stop:
-                raise  # Faust's Fetcher restarts the loop after a rebalance
+                raise
 
     async def _rewind(self, tp: TP, offset: int) -> None:
         try:

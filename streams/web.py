@@ -35,8 +35,8 @@ def _owner_url(port: str) -> str | None:
     """Base URL of the worker that owns `port`, or None when this worker does."""
     try:
         url = app.router.external_topic_key_store(events_topic, port.encode())
-    except (KeyError, IndexError, AttributeError):
-        return None  # no assignment metadata yet: answer from what this worker has
+    except (KeyError, IndexError, AttributeError, TypeError):
+        return None  # no assignment or topic metadata yet (starting up): answer from what this worker has
     me = (settings.web_host, settings.web_port)
     if (url.host, url.port) == me:
         return None
@@ -149,6 +149,7 @@ class HealthView(View):
                         "next_offset": part.next_offset,
                         "unsaved": part.unsaved,
                         "checkpoint_offset": part.checkpoint_offset,
+                        "durable_offset": part.durable_offset,
                         "committed_offset": part.committed_offset,
                         "rejected": part.monitor.rejected,
                         "ports": sorted(part.monitor.ports),

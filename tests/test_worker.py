@@ -9,6 +9,7 @@ import orjson
 import pytest
 from messy import messy_log
 from workers import (
+    PARTITIONS,
     WorkerProcess,
     api_equals,
     checkpoint_offsets,
@@ -19,6 +20,7 @@ from workers import (
 )
 
 from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.kafka_local import create_topics
 from crossing_monitor.monitor import Monitor
 
 pytestmark = pytest.mark.kafka
@@ -107,13 +109,13 @@ def test_kill_9_mid_stream_then_restart_gives_exactly_analyze(kafka, log, topic,
         worker.kill()
         # the committed offset is never ahead of the state saved for it, or a restart would skip events
         committed, saved = committed_offsets(kafka.bootstrap, topic), checkpoint_offsets(kafka.bootstrap, topic)
-        assert committed and all(offset <= saved[p] for p, offset in committed.items()), (committed, saved)
+        assert committed and all(offset <= saved.get(p, 0) for p, offset in committed.items()), (committed, saved)
         produce(kafka.bootstrap, topic, lines[half:])
         worker = WorkerProcess(kafka.bootstrap, topic, tmp_path, name="w2").start()
         wait_until(api_equals(worker, expected), 180, "the restarted worker to equal analyze")
         ends = {p: s["next_offset"] for p, s in worker.get("/healthz")["state"].items()}
         wait_until(
-            lambda: committed_offsets(kafka.bootstrap, topic) == {int(p): o for p, o in ends.items() if o},
+            lambda: all(committed_offsets(kafka.bootstrap, topic).get(int(p)) == o for p, o in ends.items() if o),
             30,
             "commits to reach the end of every partition",
         )
@@ -146,3 +148,35 @@ def test_two_workers_share_the_ports_and_the_survivor_of_a_kill_stays_exact(kafk
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_worker_joining_during_a_backlog_changes_nothing(kafka, topic, tmp_path):
+    """A rebalance while the first worker is busy with a backlog (its batch channel full): both
+    workers end exact, and neither crashes."""
+    from datetime import datetime
+
+    from crossing_monitor import synthetic
+
+    catalogue = load_catalogue()
+    lines = list(synthetic.events(catalogue, datetime.fromisoformat("2025-03-01T00:00:00+08:00"), 90))
+    monitor = Monitor(catalogue)
+    monitor.process_all(lines)
+    expected = monitor.report()
+    create_topics(kafka.bootstrap, {topic: PARTITIONS, topic + ".dlq": 1})
+    produce(kafka.bootstrap, topic, lines)  # the backlog, before any worker
+    first = WorkerProcess(kafka.bootstrap, topic, tmp_path, name="a").start()
+    second = None
+    try:
+        wait_until(lambda: first.get("/healthz")["events_processed"] > 0, 60, "worker a to start folding")
+        second = WorkerProcess(kafka.bootstrap, topic, tmp_path, name="b").start()
+        busy = first.get("/healthz")["events_processed"]
+        assert busy < len(lines), "worker a was through the backlog before b joined: the test needs more events"
+        for worker in (first, second):
+            wait_until(api_equals(worker, expected), 180, f"worker {worker.log_path.stem} to equal analyze")
+        assert all(w.get("/healthz")["assigned"] for w in (first, second))
+        for worker in (first, second):
+            assert worker.proc.poll() is None and "crash" not in worker.log_tail(10**7).lower()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
