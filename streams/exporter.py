@@ -115,6 +115,18 @@ class WorkerCollector:
         )
         processed.add_metric([], processor.events_processed)
         yield processed
+        missing = CounterMetricFamily(
+            "crossing_worker_offsets_missing",
+            "Source offsets never folded in because the records no longer existed (deleted by retention)",
+        )
+        missing.add_metric([], processor.offsets_missing)
+        yield missing
+        again = CounterMetricFamily(
+            "crossing_worker_reads_again",
+            "Times a partition was read again from its state's offset (a batch skipped records)",
+        )
+        again.add_metric([], processor.reads_again)
+        yield again
         assigned = GaugeMetricFamily("crossing_worker_partitions", "Source partitions this worker holds state for")
         assigned.add_metric([], len(parts))
         yield assigned

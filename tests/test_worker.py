@@ -80,6 +80,8 @@ def test_api_and_metrics_equal_analyze_and_bad_lines_reach_the_dead_letters(kafk
                     (("port", port), ("vehicle_class", "truck"))
                 ]
                 assert got_avg == pytest.approx(truck, abs=1e-3)
+        assert _samples(text, "crossing_worker_offsets_missing_total") == {(): 0.0}  # nothing lost
+        assert _samples(text, "crossing_worker_events_processed_total")[()] == len(lines)
         rejected = _samples(text, "crossing_events_rejected_total")
         for reason, n in expected["rejected"].items():
             assert rejected[(("reason", reason),)] == n
