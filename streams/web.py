@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -184,13 +185,15 @@ class DisplayMeta(View):
 
 @app.page("/display/events")
 class DisplayEvents(View):
-    """Server-sent events: `ports` (the /api/ports object) whenever it changes, `ping` every 2 s."""
+    """Server-sent events: `ports` (the /api/ports object) whenever it changes, `hours` (which ports
+    are open now, by the wall clock) whenever that changes, `ping` every 2 s."""
 
     async def get(self, request: Request) -> Any:
         resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         url = f"http://{settings.web_host}:{settings.web_port}/api/ports"
         previous = b""
+        previous_hours = b""
         ticks = 0
         try:
             async with aiohttp.ClientSession() as session:
@@ -200,6 +203,10 @@ class DisplayEvents(View):
                             body = await r.read() if r.status == 200 else None
                     except (TimeoutError, aiohttp.ClientError):
                         body = None
+                    hours = orjson.dumps(display.open_now(catalogue, datetime.now(UTC)))
+                    if hours != previous_hours:
+                        previous_hours = hours
+                        await resp.write(b"event: hours\ndata: " + hours + b"\n\n")
                     if body is not None and body != previous:
                         previous = body
                         await resp.write(b"event: ports\ndata: " + body + b"\n\n")

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -107,6 +108,29 @@ def test_wall_display_live_in_headless_chromium(kafka, tmp_path):
             "return d.scrollHeight <= innerHeight && d.scrollWidth <= innerWidth"
         ), "the page fits 1920x1080 without scrolling"
         assert not drv.find_element("id", "stale").is_displayed()
+        # A port closed now (its hours, its time zone) says so, neutral; an open one with events
+        # from 2023 shows its silent sensors red. Which ports are which depends on the hour of the run.
+        catalogue = load_catalogue()
+        now = datetime.now(UTC)
+        expected_open = {slug: port.hours.is_open(now.astimezone(port.tz)) for slug, port in catalogue.items()}
+
+        def freshness() -> dict[str, tuple[str, str]]:
+            return drv.execute_script(
+                "const out = {}; for (const t of document.querySelectorAll('section.tile')) {"
+                " const v = t.querySelector('[data-fig=watermark]');"
+                " out[t.dataset.port] = [v.previousElementSibling.textContent, v.className]; } return out;"
+            )
+
+        def matches_hours() -> bool:
+            shown = freshness()
+            return shown.keys() == expected_open.keys() and all(
+                (label.startswith("Sensors") and "bad" in cls.split())  # events from 2023, or none
+                if expected_open[slug]
+                else (label.startswith("Closed") and cls.split() == ["v"])
+                for slug, (label, cls) in shown.items()
+            )
+
+        wait_until(matches_hours, 20, f"tiles to show open/closed as the catalogue says: {expected_open}")
         drv.save_screenshot(str(ARTIFACTS / "wall_display_live.png"))
 
         drv.execute_script("window.__marker = 42")  # survives only if the page is not reloaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -26,3 +27,9 @@ def targets(catalogue: Any) -> dict[str, Any]:
     for slug, port in catalogue.items():
         out[slug] = {"name": getattr(port, "name", slug), "targets": dict(getattr(port, "targets", {}) or {})}
     return out
+
+
+def open_now(catalogue: Any, now: datetime) -> dict[str, bool]:
+    """Whether each port clears traffic at `now` (its own local time): a closed port's silent
+    sensors are no alarm, and the page says "closed" instead of showing them red."""
+    return {slug: port.hours.is_open(now.astimezone(port.tz)) for slug, port in catalogue.items()}

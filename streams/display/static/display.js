@@ -1,12 +1,13 @@
 "use strict";
 const STALE_AFTER_MS = 5000;
-let meta = {}, last = 0, errored = false;
+let meta = {}, last = 0, errored = false, openNow = {}, lastData = null;
 const fmt = (x, d) => (x === null || x === undefined) ? "–" : Number(x).toFixed(d || 0);
 function cls(v, target) { if (v === null || v === undefined || !target) return ""; return v <= target ? "ok" : (v <= 1.5 * target ? "warn" : "bad"); }
 function fig(id, label, value, unit, c) {
   return `<div class="fig"><span>${label}</span><span class="v ${c || ""}" data-fig="${id}" aria-label="${label}: ${value} ${unit}">${value} ${unit}</span></div>`;
 }
 function render(data) {
+  lastData = data;
   const main = document.getElementById("tiles"); let html = "";
   for (const slug of Object.keys(meta)) {
     const r = (data.ports || {})[slug] || {}; const t = meta[slug].targets || {};
@@ -28,7 +29,9 @@ function render(data) {
       fig("queue_in", "Queue in", fmt(q.inbound), "veh", wm ? cls(q.inbound, t.queue_vehicles) : "") +
       fig("wait", "Wait", fmt(wait === null || wait === undefined ? null : wait / 60, 1), "min",
           cls(wait === null || wait === undefined ? null : wait / 60, t.wait_minutes)) +
-      fig("watermark", "Sensors " + (wm ? wm.slice(11, 19) : "–"), fmt(age), ageUnit, mins === null || mins > 15 ? "bad" : (mins > 5 ? "warn" : "ok")) + `</section>`;
+      (openNow[slug] === false  // closed now: its sensors are silent by design, not an alarm
+        ? fig("watermark", "Closed · last " + (wm ? wm.slice(11, 16) : "–"), fmt(age), ageUnit, "")
+        : fig("watermark", "Sensors " + (wm ? wm.slice(11, 19) : "–"), fmt(age), ageUnit, mins === null || mins > 15 ? "bad" : (mins > 5 ? "warn" : "ok"))) + `</section>`;
   }
   main.innerHTML = html;
 }
@@ -38,6 +41,7 @@ fetch("/display/meta.json").then(r => r.json()).then(m => {
   meta = m;
   const es = new EventSource("/display/events");
   es.addEventListener("ports", e => { errored = false; last = Date.now(); stale(false); render(JSON.parse(e.data)); });
+  es.addEventListener("hours", e => { openNow = JSON.parse(e.data); if (lastData) render(lastData); });
   es.addEventListener("ping", () => { errored = false; last = Date.now(); stale(false); });
   es.onerror = () => { errored = true; stale(true); };
 }).catch(() => { errored = true; stale(true); });
