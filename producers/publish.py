@@ -119,42 +119,44 @@ class Publisher:
 
     async def send(self, key: bytes | None, value: bytes) -> None:
         """Add one message to its partition's open batch; a full batch is handed to the producer."""
-        part = self._by_key.get(key)
-        if part is None:
-            part = self.partition(key)
-        batch = self._batches.get(part)
-        if batch is None:
-            batch = self._open(part)
+        part, batch = self._batch_for(key)
         if batch.append(key=key, value=value, timestamp=None) is None:
-            await self._submit(part)
-            batch = self._open(part)
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
+            await self._append_to_new_batch(part, key, value)
         self._counts[part] += 1
 
     async def send_many(self, key: bytes | None, values: Iterable[bytes]) -> int:
         """`send` for many messages with one key, without a call per message; returns how many."""
-        part = self._by_key.get(key)
-        if part is None:
-            part = self.partition(key)
-        batch = self._batches.get(part)
-        if batch is None:
-            batch = self._open(part)
+        part, batch = self._batch_for(key)
         append = batch.append
         count = self._counts[part]
         n = 0
         for value in values:
             if append(key=key, value=value, timestamp=None) is None:
                 self._counts[part] = count
-                await self._submit(part)
-                append = self._open(part).append
+                append = (await self._append_to_new_batch(part, key, value)).append
                 count = 0
-                if append(key=key, value=value, timestamp=None) is None:
-                    raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
             count += 1
             n += 1
         self._counts[part] = count
         return n
+
+    def _batch_for(self, key: bytes | None) -> tuple[int, object]:
+        """The partition of `key` and its open batch."""
+        part = self._by_key.get(key)
+        if part is None:
+            part = self.partition(key)
+        batch = self._batches.get(part)
+        if batch is None:
+            batch = self._open(part)
+        return part, batch
+
+    async def _append_to_new_batch(self, part: int, key: bytes | None, value: bytes):
+        """The partition's batch is full: submit it, and start the next one with this message."""
+        await self._submit(part)
+        batch = self._open(part)
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
+        return batch
 
     def _open(self, part: int):
         batch = self._batches[part] = self._producer.create_batch()

@@ -191,23 +191,25 @@ def volume_mounts(service: dict[str, Any]) -> list[dict[str, Any]]:
     return mounts
 
 
-def host_path(service: dict[str, Any], container_path: str) -> Path | None:
-    """The repository path a bind mount puts at container_path, or None if none does."""
+def _mount_at(service: dict[str, Any], container_path: str, kind: str) -> tuple[dict[str, Any], PurePosixPath] | None:
+    """The mount of `kind` (bind or volume) that holds container_path, and the path inside it."""
     path = PurePosixPath(container_path)
     for mount in volume_mounts(service):
         target = PurePosixPath(mount["target"])
-        if mount["type"] == "bind" and (path == target or target in path.parents):
-            return (COMPOSE_FILE.parent / mount["source"] / path.relative_to(target)).resolve()
+        if mount["type"] == kind and (path == target or target in path.parents):
+            return mount, path.relative_to(target)
     return None
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path | None:
+    """The repository path a bind mount puts at container_path, or None if none does."""
+    found = _mount_at(service, container_path, "bind")
+    return None if found is None else (COMPOSE_FILE.parent / found[0]["source"] / found[1]).resolve()
 
 
 def named_volume_for(service: dict[str, Any], container_path: str) -> str | None:
-    path = PurePosixPath(container_path)
-    for mount in volume_mounts(service):
-        target = PurePosixPath(mount["target"])
-        if mount["type"] == "volume" and (path == target or target in path.parents):
-            return mount["source"]
-    return None
+    found = _mount_at(service, container_path, "volume")
+    return None if found is None else found[0]["source"]
 
 
 def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
