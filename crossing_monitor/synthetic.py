@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from crossing_monitor.catalogue import Catalogue
+from crossing_monitor.core.catalogue import Catalogue
 
 BEIJING = timezone(timedelta(hours=8))
 

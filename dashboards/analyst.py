@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crossing_monitor.catalogue import Catalogue
-from crossing_monitor.events import VEHICLE_CLASSES
+from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.events import VEHICLE_CLASSES
 from dashboards.grafana import (
     DATASOURCE,
     GREY,

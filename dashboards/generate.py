@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from crossing_monitor.catalogue import Catalogue, load_catalogue
+from crossing_monitor.core.catalogue import Catalogue, load_catalogue
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlparse
 
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
 from dashboards.grafana import DATASOURCE_NAME, DATASOURCE_UID
 
 FOLDER_UID = "crossing-monitor"
@@ -32,7 +32,7 @@ def committed_dashboards() -> dict[str, dict[str, Any]]:
         if entry.name.endswith(".json")
     }
     if not found:
-        raise CliError("no dashboards found in the dashboards/json folder of the installation")
+        raise UserError("no dashboards found in the dashboards/json folder of the installation")
     return found
 
 
@@ -57,7 +57,7 @@ def credential_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> 
     user, password = env.get("GRAFANA_USER"), env.get("GRAFANA_PASSWORD")
     if user and password:
         return (user, password)
-    raise CliError("set GRAFANA_TOKEN, or GRAFANA_USER and GRAFANA_PASSWORD, in the environment")
+    raise UserError("set GRAFANA_TOKEN, or GRAFANA_USER and GRAFANA_PASSWORD, in the environment")
 
 
 def _api(grafana_url: str) -> Any:
@@ -65,9 +65,9 @@ def _api(grafana_url: str) -> Any:
 
     parsed = urlparse(grafana_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise CliError(f"--grafana-url must be an http(s) URL, not {grafana_url!r}")
+        raise UserError(f"--grafana-url must be an http(s) URL, not {grafana_url!r}")
     if parsed.username or parsed.password:
-        raise CliError("do not put credentials in --grafana-url; use GRAFANA_TOKEN or GRAFANA_USER/GRAFANA_PASSWORD")
+        raise UserError("do not put credentials in --grafana-url; use GRAFANA_TOKEN or GRAFANA_USER/GRAFANA_PASSWORD")
     return GrafanaApi.from_url(grafana_url, credential=credential_from_env(), timeout=10.0)
 
 
@@ -92,7 +92,7 @@ def ensure_datasource(api: Any, prometheus_url: str) -> str:
         if not _not_found(exc):
             raise
     else:
-        raise CliError(
+        raise UserError(
             f"Grafana already has a data source named {DATASOURCE_NAME!r} with uid {other.get('uid')!r}; "
             f"rename or delete it (the dashboards use uid {DATASOURCE_UID!r})"
         )
@@ -138,9 +138,9 @@ def main(args: argparse.Namespace) -> int:
         lines = push(api, args.prometheus_url)
     except GrafanaException as exc:
         status = f" (HTTP {exc.status_code})" if exc.status_code else ""
-        raise CliError(f"Grafana at {args.grafana_url} refused{status}: {exc.message}".splitlines()[0]) from None
+        raise UserError(f"Grafana at {args.grafana_url} refused{status}: {exc.message}".splitlines()[0]) from None
     except niquests.exceptions.RequestException as exc:
-        raise CliError(f"cannot reach Grafana at {args.grafana_url}: {type(exc).__name__}") from None
+        raise UserError(f"cannot reach Grafana at {args.grafana_url}: {type(exc).__name__}") from None
     for line in lines:
         print(line)
     base = args.grafana_url.rstrip("/")

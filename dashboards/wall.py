@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crossing_monitor.catalogue import Catalogue, Port
+from crossing_monitor.core.catalogue import Catalogue, Port
 from dashboards.grafana import (
     GREEN,
     GREY,

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crossing_monitor.catalogue import Hours, Port
-from crossing_monitor.events import DIRECTIONS
+from crossing_monitor.core.catalogue import Hours, Port
+from crossing_monitor.core.events import DIRECTIONS
 
 REGIMES = ("h986", "legacy")
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
 
 GZIP_LEVEL = 5  # a good deal smaller than level 1, and still several times faster than level 9
 CHUNK = 4096  # lines joined per write call
@@ -20,13 +20,13 @@ def open_out(path: str) -> BinaryIO:
 
         return sys.stdout.buffer
     if not path.endswith((".jsonl", ".jsonl.gz", ".gz")):
-        raise CliError(f"{path}: a log is named .jsonl or .jsonl.gz")
+        raise UserError(f"{path}: a log is named .jsonl or .jsonl.gz")
     try:
         if path.endswith(".gz"):
             return gzip.open(path, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[return-value]
         return open(path, "wb")  # noqa: SIM115 - the caller closes it
     except OSError as exc:
-        raise CliError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def write_lines(out: BinaryIO, lines: Iterable[bytes]) -> int:

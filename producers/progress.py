@@ -29,7 +29,7 @@ def progress_bar(enabled: bool, description: str, total: float | None, unit: str
 
 def parse_speed(text: str | None, default: str = "1") -> float | None:
     """`1` (real time), `N` or `Nx` (N times faster), `max` (no pacing: returns None)."""
-    from crossing_monitor.errors import CliError
+    from crossing_monitor.errors import UserError
 
     raw = (text or default).strip().lower()
     if raw in ("max", "inf", "0"):
@@ -37,7 +37,7 @@ def parse_speed(text: str | None, default: str = "1") -> float | None:
     try:
         speed = float(raw.removesuffix("x").removesuffix("×"))
     except ValueError:
-        raise CliError(f"--speed {text!r}: use a number (1 = real time, 10 = ten times faster) or 'max'") from None
+        raise UserError(f"--speed {text!r}: use a number (1 = real time, 10 = ten times faster) or 'max'") from None
     if not speed > 0:
-        raise CliError(f"--speed {text!r} must be more than 0 (or 'max')")
+        raise UserError(f"--speed {text!r} must be more than 0 (or 'max')")
     return speed

@@ -15,8 +15,8 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from crossing_monitor.errors import CliError
-from crossing_monitor.kafka_local import quiet_logger
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.admin import quiet_logger
 
 ATTEMPTS = 5
 RETRY_SECONDS = 2.0
@@ -67,8 +67,8 @@ class Publisher:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
-        from crossing_monitor.kafka_local import create_topics_async
-        from crossing_monitor.kafka_security import KafkaSecurity
+        from crossing_monitor.kafka.admin import create_topics_async
+        from crossing_monitor.kafka.security import KafkaSecurity
 
         partitions = int(os.environ.get("CROSSING_MONITOR_PARTITIONS", DEFAULT_PARTITIONS))
         security = KafkaSecurity.from_env().aiokafka_kwargs()  # TLS/SASL from CROSSING_MONITOR_KAFKA_*
@@ -99,7 +99,7 @@ class Publisher:
                         f"{RETRY_SECONDS:.0f} s ({attempt}/{self.attempts})"
                     )
                     await asyncio.sleep(RETRY_SECONDS)
-        raise CliError(
+        raise UserError(
             f"cannot reach Kafka at {self.bootstrap} after {self.attempts} attempts ({last}); "
             "is a broker running? (`crossing-monitor broker` starts one)"
         )
@@ -155,7 +155,7 @@ class Publisher:
         await self._submit(part)
         batch = self._open(part)
         if batch.append(key=key, value=value, timestamp=None) is None:
-            raise CliError(f"a message of {len(value)} bytes is larger than a whole batch")
+            raise UserError(f"a message of {len(value)} bytes is larger than a whole batch")
         return batch
 
     def _open(self, part: int):

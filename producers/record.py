@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
 from producers import publish
 from producers.logs import open_out
 
@@ -27,7 +27,7 @@ async def _connect(bootstrap: str, say: Callable[[str], None]):
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
-    from crossing_monitor.kafka_security import KafkaSecurity
+    from crossing_monitor.kafka.security import KafkaSecurity
 
     security = KafkaSecurity.from_env().aiokafka_kwargs()  # TLS/SASL from CROSSING_MONITOR_KAFKA_*
     last = ""
@@ -55,7 +55,7 @@ async def _connect(bootstrap: str, say: Callable[[str], None]):
                     f"{publish.RETRY_SECONDS:.0f} s ({attempt}/{attempts})"
                 )
                 await asyncio.sleep(publish.RETRY_SECONDS)
-    raise CliError(f"cannot reach Kafka at {bootstrap} after {attempts} attempts ({last}); is a broker running?")
+    raise UserError(f"cannot reach Kafka at {bootstrap} after {attempts} attempts ({last}); is a broker running?")
 
 
 def _say(message: str) -> None:
@@ -135,7 +135,7 @@ async def _partitions(consumer, topic: str) -> set[int]:
         if parts:
             return parts
         await asyncio.sleep(0.1)
-    raise CliError(f"topic {topic!r} does not exist")
+    raise UserError(f"topic {topic!r} does not exist")
 
 
 def _progress_line(enabled: bool) -> Callable[[int, int | None], None] | None:

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import orjson
 
-from crossing_monitor.errors import CliError
-from crossing_monitor.events import parse_timestamp
-from crossing_monitor.logfile import LogError, open_log, read_lines
+from crossing_monitor.core.events import parse_timestamp
+from crossing_monitor.errors import UserError
+from crossing_monitor.logs.files import LogError, open_log, read_lines
 from producers.pacing import Pacer
 from producers.progress import parse_speed, progress_bar
 
@@ -85,11 +85,11 @@ async def replay(path: str, bootstrap: str, topic: str, speed: float | None, sho
                     update(raw.tell())
             await publisher.flush()
     except KafkaError as exc:
-        raise CliError(
+        raise UserError(
             f"Kafka at {bootstrap} failed after {publisher.sent:,} messages were acknowledged: {exc}"
         ) from None
     except LogError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     finally:
         with contextlib.suppress(KafkaError):
             await publisher.stop()
@@ -104,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         with open_log(args.log):  # a missing or unreadable log fails before connecting
             pass
     except LogError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     bootstrap = bootstrap_of(args)
     started = time.monotonic()
     n = asyncio.run(replay(args.log, bootstrap, args.topic, speed, not args.no_progress))

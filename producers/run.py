@@ -16,7 +16,7 @@ from datetime import datetime
 from math import inf
 from typing import Any
 
-from crossing_monitor.catalogue import Catalogue
+from crossing_monitor.core.catalogue import Catalogue
 from producers.config import ConfigError, PortConfig, port_config
 from producers.faults import Faults, offline_window, skewed_sensor, with_faults
 from producers.model import Emitted, PortModel

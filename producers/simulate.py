@@ -11,8 +11,8 @@ from datetime import datetime
 from math import inf
 from zoneinfo import ZoneInfo
 
-from crossing_monitor.catalogue import Catalogue, CatalogueError, load_catalogue
-from crossing_monitor.errors import CliError
+from crossing_monitor.core.catalogue import Catalogue, CatalogueError, load_catalogue
+from crossing_monitor.errors import UserError
 from producers.config import ConfigError
 from producers.faults import parse_faults
 from producers.logs import open_out
@@ -47,7 +47,7 @@ def parse_start(text: str | None, tz: ZoneInfo, live: bool) -> datetime:
     try:
         start = datetime.fromisoformat(text)  # type: ignore[arg-type]
     except ValueError:
-        raise CliError(f"--start {text!r}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM (local time), 'now' or 'today'") from None
+        raise UserError(f"--start {text!r}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM (local time), 'now' or 'today'") from None
     return start if start.tzinfo else start.replace(tzinfo=tz)
 
 
@@ -60,7 +60,7 @@ def build_run(args: argparse.Namespace, catalogue: Catalogue, live: bool) -> Run
             try:
                 sc = scenario(args.scenario)
             except KeyError as exc:
-                raise CliError(str(exc.args[0])) from None
+                raise UserError(str(exc.args[0])) from None
             run = from_scenario(catalogue, sc, seed=args.seed, faults=faults, days=days, regime=args.regime)
             if args.ports:
                 run.ports = _ports(args.ports)
@@ -80,7 +80,7 @@ def build_run(args: argparse.Namespace, catalogue: Catalogue, live: bool) -> Run
             faults=faults,
         )
     except ConfigError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
 
 
 def _ports(text: str) -> list[str]:
@@ -158,7 +158,7 @@ async def publish(
                     await _publish_paced(run, publisher, pacer, update, stop)
                 await publisher.flush()
         except KafkaError as exc:
-            raise CliError(
+            raise UserError(
                 f"Kafka at {bootstrap} failed after {publisher.sent:,} events were acknowledged: {exc}"
             ) from None
         finally:
@@ -210,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         catalogue = load_catalogue(args.catalogue)
     except CatalogueError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     to_log = args.out is not None
     speed = parse_speed(args.speed, default="max" if to_log else "1")
     run = build_run(args, catalogue, live=not to_log and speed is not None)

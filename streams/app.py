@@ -1,6 +1,6 @@
 """The Faust app: one agent folds sensor events into per-partition state with the metric core.
 
-Thin by design: judging and folding events is `crossing_monitor.monitor.Monitor`'s job (the same
+Thin by design: judging and folding events is `crossing_monitor.core.monitor.Monitor`'s job (the same
 code `analyze` runs); this module only moves bytes between Kafka, the core and HTTP.
 Run it with `crossing-monitor worker` or `faust -A streams.app worker`.
 """
@@ -15,9 +15,9 @@ import faust
 import orjson
 from faust.types import TP
 
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.events import Rejection
-from crossing_monitor.kafka_security import KafkaSecurity
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.events import Rejection
+from crossing_monitor.kafka.security import KafkaSecurity
 from streams.settings import Settings
 from streams.state import PartitionState, snapshot_key
 from streams.transport import Batch, BatchConsumer, BatchTransport

@@ -12,8 +12,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from crossing_monitor.events import DIRECTIONS, EVENT_TYPES, REJECT_REASONS, VEHICLE_CLASSES
-from crossing_monitor.metrics import INSPECTION_BUCKETS, SECOND, PortMetrics
+from crossing_monitor.core.events import DIRECTIONS, EVENT_TYPES, REJECT_REASONS, VEHICLE_CLASSES
+from crossing_monitor.core.metrics import INSPECTION_BUCKETS, SECOND, PortMetrics
 
 _BUCKET_LABELS = [str(float(b)) for b in INSPECTION_BUCKETS] + ["+Inf"]
 

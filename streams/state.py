@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from crossing_monitor.catalogue import Catalogue
-from crossing_monitor.events import REJECT_REASONS
-from crossing_monitor.metrics import PortMetrics
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.events import REJECT_REASONS
+from crossing_monitor.core.metrics import PortMetrics
+from crossing_monitor.core.monitor import Monitor
 
 
 @dataclass

@@ -17,8 +17,8 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from crossing_monitor.events import REJECT_REASONS
-from crossing_monitor.metrics import PortMetrics
+from crossing_monitor.core.events import REJECT_REASONS
+from crossing_monitor.core.metrics import PortMetrics
 from streams.app import app, assigned_partitions, catalogue, events_topic, processor, settings
 from streams.exporter import WorkerCollector
 

@@ -15,12 +15,12 @@ def kafka() -> Iterator[object]:
     if external := os.environ.get("CROSSING_MONITOR_TEST_BOOTSTRAP"):
         yield SimpleNamespace(bootstrap=external)
         return
-    from crossing_monitor.cli import CliError
-    from crossing_monitor.kafka_local import LocalKafka
+    from crossing_monitor.errors import UserError
+    from crossing_monitor.kafka.broker import LocalKafka
 
     try:
         broker = LocalKafka().start()
-    except CliError as exc:  # java/mvn missing, broker died: the reason, not a traceback
+    except UserError as exc:  # java/mvn missing, broker died: the reason, not a traceback
         pytest.fail(f"cannot start the local Kafka broker: {exc}", pytrace=False)
     try:
         yield broker

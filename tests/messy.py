@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.synthetic import events
 
 START = datetime.fromisoformat("2023-09-26T00:00:00+08:00")

@@ -21,13 +21,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run_cli(*argv: str) -> int:
-    """Run one command as `crossing-monitor` would: a CliError is exit 2 with its message on stderr."""
+    """Run one command as `crossing-monitor` would: a UserError is exit 2 with its message on stderr."""
     import sys
 
     args = parser().parse_args(list(argv))
     try:
         return cli._handler(args.handler)(args)
-    except cli.CliError as exc:
+    except cli.UserError as exc:
         print(f"crossing-monitor {args.command}: {exc}", file=sys.stderr)
         return 2
 

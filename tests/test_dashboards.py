@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 from dashboards import wall
 from dashboards.generate import JSON_DIR, dashboard_json, dashboards
 from dashboards.grafana import DATASOURCE_UID

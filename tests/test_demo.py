@@ -13,7 +13,7 @@ import httpx
 import pytest
 from workers import free_port, wait_until
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 
 pytestmark = pytest.mark.kafka
 

@@ -471,7 +471,7 @@ def test_workers_reach_the_bundled_broker(compose):
 
 
 def test_worker_settings_and_kafka_security_variables_reach_every_kafka_client(raw, compose):
-    from crossing_monitor.kafka_security import ENV, KafkaSecurity
+    from crossing_monitor.kafka.security import ENV, KafkaSecurity
 
     for name, service in project_services(raw, compose).items():
         if name == "alert-webhook":

@@ -274,7 +274,7 @@ def test_worker_arguments_are_a_real_command_line(objects):
         parsed = build_parser().parse_args(concrete)
     except SystemExit:
         pytest.fail(f"`crossing-monitor {' '.join(concrete)}` does not parse", pytrace=False)
-    assert parsed.command == "worker" and parsed.handler == "streams.worker:main"
+    assert parsed.command == "worker" and parsed.handler == "crossing_monitor.cli.worker:main"
 
 
 def test_worker_advertises_an_address_its_peers_reach(objects):
@@ -327,7 +327,7 @@ def test_replicas_do_not_outnumber_the_partitions_holding_ports(objects):
     """Ports are the unit of parallelism: a worker beyond the partitions that hold ports has nothing to do."""
     from aiokafka.partitioner import murmur2
 
-    from crossing_monitor.catalogue import load_catalogue
+    from crossing_monitor.core.catalogue import load_catalogue
 
     settings = one(objects, "ConfigMap")["data"]
     partitions = int(settings["CROSSING_MONITOR_PARTITIONS"])
@@ -346,7 +346,7 @@ def _known_variables() -> set[str]:
     """Variables the worker reads: the project's, and the Faust setting the manifests use."""
     from faust.types.settings import Settings
 
-    from crossing_monitor.kafka_security import ENV
+    from crossing_monitor.kafka.security import ENV
 
     settings_py = (REPO / "streams" / "settings.py").read_text(encoding="utf-8")
     ours = set(re.findall(r'env\(\s*"(CROSSING_MONITOR_[A-Z_]+)"', settings_py)) | set(ENV.values())
@@ -357,7 +357,7 @@ def _known_variables() -> set[str]:
 
 
 def test_settings_are_variables_the_project_reads_with_valid_values(objects, tmp_path: Path):
-    from crossing_monitor.kafka_security import ENV, KafkaSecurity
+    from crossing_monitor.kafka.security import ENV, KafkaSecurity
 
     deployment = one(objects, "Deployment")
     c = container(deployment)
@@ -382,7 +382,7 @@ def test_settings_are_variables_the_project_reads_with_valid_values(objects, tmp
 
 
 def test_credentials_only_by_secret_reference(objects):
-    from crossing_monitor.kafka_security import ENV
+    from crossing_monitor.kafka.security import ENV
 
     assert not [o for o in objects if o["kind"] == "Secret"], "no Secret (and no secret value) in the manifests"
     for key in one(objects, "ConfigMap")["data"]:
@@ -422,7 +422,7 @@ def strategic_merge(base: Any, patch: Any, key: str | None = None) -> Any:
 
 
 def test_catalogue_patch_gives_a_valid_deployment_reading_a_real_catalogue(objects, tmp_path: Path):
-    from crossing_monitor.catalogue import load_catalogue
+    from crossing_monitor.core.catalogue import load_catalogue
 
     (patch,) = _load(PATCH)
     deployment = one(objects, "Deployment")
@@ -440,7 +440,7 @@ def test_catalogue_patch_gives_a_valid_deployment_reading_a_real_catalogue(objec
     mount, volume = mount_for(patched, path)
     assert mount.get("readOnly") and volume["configMap"]["name"] == "crossing-monitor-catalogue"
     # The file the ConfigMap key becomes is a catalogue the project loads (here: the shipped one).
-    shipped = REPO / "crossing_monitor" / "data" / "ports.toml"
+    shipped = REPO / "crossing_monitor" / "core" / "data" / "ports.toml"
     copy_at = tmp_path / PurePosixPath(path).name
     copy_at.write_bytes(shipped.read_bytes())
     assert list(load_catalogue(str(copy_at))) == list(load_catalogue())

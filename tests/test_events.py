@@ -6,7 +6,7 @@ import orjson
 import pytest
 from eventlog import event
 
-from crossing_monitor.events import Event, Rejection, _parse_timestamp_slow, parse, parse_timestamp
+from crossing_monitor.core.events import Event, Rejection, _parse_timestamp_slow, parse, parse_timestamp
 
 PORTS = frozenset({"khorgos", "lektse"})
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from crossing_monitor import kafka_local
-from crossing_monitor.cli import CliError
 from crossing_monitor.cli import main as cli_main
-from crossing_monitor.kafka_local import LocalKafka, create_topics
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka import broker as kafka_local
+from crossing_monitor.kafka.admin import create_topics
+from crossing_monitor.kafka.broker import LocalKafka
 
 
 async def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> dict[bytes, set[int]]:
@@ -130,12 +131,12 @@ def test_a_port_in_use_is_one_clear_error():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(CliError, match=f"port {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is already in use"):
             LocalKafka(port=port).start()
 
 
 def test_missing_tools_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("CROSSING_MONITOR_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(CliError, match="`java` not found"):
+    with pytest.raises(UserError, match="`java` not found"):
         kafka_local.fetch_jars()

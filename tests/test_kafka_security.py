@@ -1,4 +1,4 @@
-"""Kafka TLS/SASL settings from the environment (crossing_monitor.kafka_security): what each setting
+"""Kafka TLS/SASL settings from the environment (crossing_monitor.kafka.security): what each setting
 turns into for aiokafka and for Faust, and one clear line for every setting that cannot work."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from crossing_monitor.errors import CliError
-from crossing_monitor.kafka_security import ENV, MECHANISMS, KafkaSecurity
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.security import ENV, MECHANISMS, KafkaSecurity
 
 P = "CROSSING_MONITOR_KAFKA_"
 OPENSSL = shutil.which("openssl")
@@ -73,7 +73,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _error(env: dict[str, str]) -> str:
-    with pytest.raises(CliError) as info:
+    with pytest.raises(UserError) as info:
         KafkaSecurity.from_env(env)
     message = str(info.value)
     assert "\n" not in message, "errors are one line"
@@ -379,12 +379,12 @@ def test_key_without_certificate(tmp_path: Path):
 
 
 def test_direct_construction_is_checked_too():
-    with pytest.raises(CliError, match="needs CROSSING_MONITOR_KAFKA_SASL_USERNAME"):
+    with pytest.raises(UserError, match="needs CROSSING_MONITOR_KAFKA_SASL_USERNAME"):
         KafkaSecurity(protocol="SASL_SSL", sasl_password="p")
 
 
 def test_errors_end_the_command_with_one_line_and_exit_code_2(monkeypatch: pytest.MonkeyPatch, capsys):
-    """A command that reads the settings stops the way every CliError does (cli.main)."""
+    """A command that reads the settings stops the way every UserError does (cli.main)."""
     import argparse
 
     from crossing_monitor import cli

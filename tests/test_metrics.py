@@ -6,9 +6,9 @@ import orjson
 import pytest
 from eventlog import crossing, event, lines
 
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.metrics import PortMetrics
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.metrics import PortMetrics
+from crossing_monitor.core.monitor import Monitor
 
 
 @pytest.fixture(scope="module")

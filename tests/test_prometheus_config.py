@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 from dashboards import catalogue_rules
 from dashboards.generate import CATALOGUE_RULES, REPO_DIR
 from dashboards.promconfig import ALERTMANAGER_FILE, PROMETHEUS_DIR, render_alertmanager, render_prometheus

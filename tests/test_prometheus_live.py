@@ -30,9 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from workers import free_port
 from workers import wait_until as wait_for
 
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.events import DIRECTIONS, EVENT_TYPES, REJECT_REASONS, VEHICLE_CLASSES
-from crossing_monitor.metrics import INSPECTION_BUCKETS
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.events import DIRECTIONS, EVENT_TYPES, REJECT_REASONS, VEHICLE_CLASSES
+from crossing_monitor.core.metrics import INSPECTION_BUCKETS
 from dashboards.generate import CATALOGUE_RULES, JSON_DIR
 from dashboards.promconfig import render_alertmanager, render_prometheus
 from dashboards.webhook import WebhookReceiver

@@ -40,8 +40,8 @@ from test_prometheus_live import (
 from workers import WorkerProcess, api_equals, produce, wait_until
 
 from crossing_monitor import synthetic
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.monitor import Monitor
 from dashboards import wall
 from dashboards.promconfig import duration_seconds
 from dashboards.webhook import WebhookReceiver

@@ -10,9 +10,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.events import EVENT_TYPES
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.events import EVENT_TYPES
+from crossing_monitor.core.monitor import Monitor
 
 CATALOGUE = load_catalogue()
 START = 1695744000  # 2023-09-27T00:00:00+08:00

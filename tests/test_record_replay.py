@@ -12,7 +12,7 @@ import orjson
 import pytest
 from simhelpers import run_cli
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 from producers.record import record
 from producers.run import Run
 
@@ -107,7 +107,7 @@ def test_record_follow_stops_cleanly_with_everything_fetched(kafka, tmp_path):
         def progress(written: int, _total: int | None) -> None:
             seen[0] = written
 
-        from crossing_monitor.kafka_local import create_topics_async
+        from crossing_monitor.kafka.admin import create_topics_async
 
         await create_topics_async(kafka.bootstrap, {topic: 8})
         recording = asyncio.ensure_future(

@@ -7,9 +7,9 @@ from datetime import datetime
 import orjson
 import pytest
 
-from crossing_monitor.analyze import analyze_log
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.monitor import Monitor
+from crossing_monitor.logs.analyze import analyze_log
 from producers.logs import write_log
 from producers.run import from_scenario
 from producers.scenarios import SCENARIOS
@@ -31,7 +31,7 @@ def logs(tmp_path_factory) -> dict[str, str]:
 
 def _trucks_only(path: str, out: str, since: str | None = None, until: str | None = None) -> str:
     """The log's truck events (optionally only those in [since, until)), for `analyze` to count trucks."""
-    from crossing_monitor.logfile import open_log
+    from crossing_monitor.logs.files import open_log
 
     kept = []
     with open_log(path) as (lines, _raw, _size):
@@ -74,7 +74,7 @@ def test_irkeshtam_first_night_966_freight_vehicles(logs, tmp_path):
 
 def test_queue_builds_while_arrivals_exceed_capacity_then_falls(logs):
     """Fold the log as the worker would and read the outbound queue at each hour of event time."""
-    from crossing_monitor.logfile import open_log
+    from crossing_monitor.logs.files import open_log
 
     monitor = Monitor(CAT)
     by_hour: dict[int, int] = {}

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from simhelpers import objects, run_cli
 
-from crossing_monitor.analyze import analyze_log
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.events import EVENT_TYPES, Event, parse
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.events import EVENT_TYPES, Event, parse
+from crossing_monitor.logs.analyze import analyze_log
 from producers.config import ConfigError
 from producers.faults import Faults, parse_faults
 from producers.logs import write_log

@@ -15,7 +15,7 @@ import pytest
 from eventlog import crossing, event, lines
 from workers import WorkerProcess, produce, wait_until
 
-from crossing_monitor.catalogue import load_catalogue
+from crossing_monitor.core.catalogue import load_catalogue
 from streams import display
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -19,9 +19,9 @@ from workers import (
     wait_until,
 )
 
-from crossing_monitor.catalogue import load_catalogue
-from crossing_monitor.kafka_local import create_topics
-from crossing_monitor.monitor import Monitor
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.monitor import Monitor
+from crossing_monitor.kafka.admin import create_topics
 
 pytestmark = pytest.mark.kafka
 

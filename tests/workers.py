@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
-from crossing_monitor.kafka_local import free_port
+from crossing_monitor.kafka.broker import free_port
 
 __all__ = ["free_port"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from crossing_monitor.events import DIRECTIONS, VEHICLE_CLASSES
+from crossing_monitor.core.events import DIRECTIONS, VEHICLE_CLASSES
 
 ENV_VAR = "CROSSING_MONITOR_CATALOGUE"
 
@@ -184,5 +184,5 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
         except OSError as exc:
             raise CatalogueError(f"cannot read catalogue {chosen}: {exc.strerror or exc}") from None
         return parse_catalogue(text, str(chosen))
-    text = resources.files("crossing_monitor").joinpath("data/ports.toml").read_text(encoding="utf-8")
+    text = resources.files("crossing_monitor.core").joinpath("data/ports.toml").read_text(encoding="utf-8")
     return parse_catalogue(text, "the shipped catalogue")

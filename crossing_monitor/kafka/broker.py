@@ -8,7 +8,6 @@ but the loopback address.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -24,12 +23,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.admin import quiet_logger
 
 __all__ = [
     "HOST",
@@ -37,19 +36,15 @@ __all__ = [
     "BrokerError",
     "LocalKafka",
     "cache_root",
-    "create_topics",
-    "create_topics_async",
-    "quiet_logger",
     "fetch_jars",
     "free_port",
     "jars_cached",
     "kafka_home",
     "libs_dir",
-    "main",
     "marker_path",
 ]
 
-log = logging.getLogger("crossing_monitor.kafka_local")
+log = logging.getLogger("crossing_monitor.kafka.broker")
 
 HOST = "127.0.0.1"  # the only address anything here binds or advertises
 KAFKA_VERSION = "3.9.1"
@@ -87,7 +82,7 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-class BrokerError(CliError):
+class BrokerError(UserError):
     """The broker could not be started or died; the message carries the tail of its log."""
 
 
@@ -124,7 +119,7 @@ def jars_cached() -> bool:
 def _require(tool: str, why: str, hint: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise CliError(f"`{tool}` not found on PATH; it is needed {why} ({hint})")
+        raise UserError(f"`{tool}` not found on PATH; it is needed {why} ({hint})")
     return path
 
 
@@ -183,7 +178,7 @@ def fetch_jars(progress: Progress | None = None) -> Path:
             jars = sorted(p.name for p in (partial / "libs").glob("*.jar"))
             if done.returncode != 0 or f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar" not in jars:
                 tail = _tail_text((done.stdout + done.stderr).strip(), 15) or "(no output)"
-                raise CliError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION} (exit {done.returncode}):\n{tail}")
+                raise UserError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION} (exit {done.returncode}):\n{tail}")
             shutil.rmtree(build)
             (partial / MARKER).write_text("\n".join(jars) + "\n")
             partial.chmod(0o755)  # mkdtemp made it private; the cache is meant to be shared
@@ -241,18 +236,6 @@ def _die_with_parent() -> None:
         pass
 
 
-@contextlib.contextmanager
-def quiet_logger(logger: str) -> Iterator[None]:
-    """aiokafka logs every refused connection at ERROR; while polling for readiness that is noise."""
-    lg = logging.getLogger(logger)
-    level = lg.level
-    lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        lg.setLevel(level)
-
-
 async def _answers(bootstrap: str, cluster_id: str | None, timeout: float) -> bool:
     """A real Kafka-protocol check: bootstrap a client, then ask the advertised broker for metadata.
 
@@ -296,7 +279,7 @@ class LocalKafka:
     ) -> None:
         for p in (port, controller_port):
             if not 0 <= p <= 65535:
-                raise CliError(f"port {p} is not a valid TCP port (use 1-65535, or 0 for any free port)")
+                raise UserError(f"port {p} is not a valid TCP port (use 1-65535, or 0 for any free port)")
         self._want_port, self._want_controller_port = port, controller_port
         self.port, self.controller_port = port, controller_port
         self._given_dir = Path(data_dir).expanduser().resolve() if data_dir is not None else None
@@ -402,7 +385,7 @@ class LocalKafka:
     def _check_wanted_ports(self) -> None:
         for want in (self._want_port, self._want_controller_port):
             if want and _port_in_use(want):
-                raise CliError(f"port {want} on {HOST} is already in use; choose another with --port (0 = any free)")
+                raise UserError(f"port {want} on {HOST} is already in use; choose another with --port (0 = any free)")
 
     def _pick_ports(self) -> None:
         self._check_wanted_ports()
@@ -432,7 +415,7 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
         }
         (d / "server.properties").write_text(
-            "# Written by crossing-monitor (kafka_local.py) at every start.\n"
+            "# Written by crossing-monitor (crossing_monitor/kafka/broker.py) at every start.\n"
             + "".join(f"{k}={v}\n" for k, v in props.items())
         )
         (d / "log4j.properties").write_text(
@@ -531,91 +514,3 @@ class LocalKafka:
             if self._out is not None:
                 self._out.close()  # type: ignore[attr-defined]
                 self._out = None
-
-
-# ---- topics ----------------------------------------------------------------------------------
-
-
-async def create_topics_async(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    *,
-    replication: int = 1,
-    timeout: float = 30.0,
-    security: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """Create the topics (name -> partitions) that do not exist yet and wait until they have leaders.
-
-    Existing topics are left as they are, whatever their partition count. Returns the names created.
-    `security`: aiokafka's TLS/SASL keyword arguments (`KafkaSecurity.aiokafka_kwargs()`).
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-    from aiokafka.structs import TopicPartition
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {}))
-    await admin.start()
-    created: list[str] = []
-    try:
-        response = await admin.create_topics([NewTopic(n, p, replication) for n, p in topics.items()])
-        for name, code, *rest in response.topic_errors:
-            if code == 0:
-                created.append(name)
-            elif code != TopicAlreadyExistsError.errno:
-                message = rest[0] if rest and rest[0] else for_code(code).__name__
-                raise KafkaError(f"cannot create topic {name!r}: {message}")
-        # CreateTopics returns when the controller committed; wait for the broker's metadata too.
-        client = admin._client
-        deadline = time.monotonic() + timeout
-        while True:
-            await client.force_metadata_update()
-            cluster = client.cluster
-            pending = [
-                n
-                for n in topics
-                if not (parts := cluster.partitions_for_topic(n))
-                or any(cluster.leader_for_partition(TopicPartition(n, p)) in (None, -1) for p in parts)
-            ]
-            if not pending:
-                return created
-            if time.monotonic() > deadline:
-                raise KafkaError(f"topics {', '.join(pending)} have no leader after {timeout:.0f} s")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
-
-
-def create_topics(
-    bootstrap: str, topics: Mapping[str, int], *, replication: int = 1, timeout: float = 30.0
-) -> list[str]:
-    """Synchronous `create_topics_async` (for tests and scripts; not from inside an event loop)."""
-    return asyncio.run(create_topics_async(bootstrap, topics, replication=replication, timeout=timeout))
-
-
-# ---- `crossing-monitor broker` ---------------------------------------------------------------
-
-
-def _say(message: str) -> None:
-    print(f"crossing-monitor broker: {message}", file=sys.stderr, flush=True)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Fetch the jars; unless --fetch-only, run the broker until SIGINT/SIGTERM and stop it cleanly."""
-    if args.fetch_only:
-        _say(f"Apache Kafka {KAFKA_VERSION} jars are cached in {fetch_jars(_say)}")
-        return 0
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM = Ctrl-C: clean stop
-    try:
-        with LocalKafka(port=args.port, data_dir=args.data_dir, progress=_say) as kafka:
-            try:
-                print(f"Kafka broker ready at {kafka.bootstrap} (data: {kafka.data_dir}) — Ctrl-C to stop", flush=True)
-                while kafka.alive:
-                    time.sleep(0.5)
-                code = kafka.proc.returncode if kafka.proc is not None else None
-                raise BrokerError(f"the broker stopped unexpectedly (exit code {code}):\n{kafka.log_tail()}")
-            except KeyboardInterrupt:
-                _say("stopping the broker ...")
-        _say("broker stopped")
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -9,9 +9,10 @@ import os
 import sys
 import time
 
-from crossing_monitor.cli import CliError, bootstrap_of
-from crossing_monitor.kafka_local import create_topics_async
-from crossing_monitor.kafka_security import KafkaSecurity
+from crossing_monitor.cli import bootstrap_of
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.admin import create_topics_async
+from crossing_monitor.kafka.security import KafkaSecurity
 
 log = logging.getLogger("crossing_monitor.worker")
 
@@ -27,7 +28,7 @@ def wait_for_broker(
     replication: int = 1,
     security: KafkaSecurity | None = None,
 ) -> None:
-    """Retry until the broker answers, with one line per attempt; CliError if it never does."""
+    """Retry until the broker answers, with one line per attempt; UserError if it never does."""
     from aiokafka.errors import KafkaError
 
     kwargs = security.aiokafka_kwargs() if security else None
@@ -45,7 +46,7 @@ def wait_for_broker(
             )
             if attempt < attempts:
                 time.sleep(CONNECT_DELAY)
-    raise CliError(
+    raise UserError(
         f"Kafka at {bootstrap} is not reachable; start one with `crossing-monitor broker` "
         "or name another with --bootstrap"
     )
@@ -62,19 +63,19 @@ def main(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["CROSSING_MONITOR_DATA_DIR"] = args.data_dir
 
-    from crossing_monitor.catalogue import CatalogueError
+    from crossing_monitor.core.catalogue import CatalogueError
 
     try:
         from streams.settings import Settings
 
         settings = Settings.from_env()
-        from crossing_monitor.catalogue import load_catalogue
+        from crossing_monitor.core.catalogue import load_catalogue
 
         load_catalogue(settings.catalogue)
     except CatalogueError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     except ValueError as exc:  # a number variable that is not one
-        raise CliError(f"worker settings: {exc}") from None
+        raise UserError(f"worker settings: {exc}") from None
     security = KafkaSecurity.from_env()
     wait_for_broker(
         bootstrap,

@@ -12,7 +12,7 @@ client of the project (worker, simulate, record, replay, the topic admin) takes 
     CROSSING_MONITOR_KAFKA_SSL_KEYFILE        the client certificate's key (PEM), if not inside CERTFILE
 
 An empty variable counts as unset (Compose passes `${VAR:-}` as an empty string). A setting that
-cannot work raises CliError with one line naming the variable, so the command stops before it
+cannot work raises UserError with one line naming the variable, so the command stops before it
 connects: an unknown protocol or mechanism, SASL without its username or password, TLS files with
 a protocol that does not use TLS, SASL settings with one that does not use SASL, a file that cannot
 be read or is not PEM.
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
 
 __all__ = ["ENV", "MECHANISMS", "PROTOCOLS", "KafkaSecurity"]
 
@@ -64,7 +64,7 @@ class KafkaSecurity:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
-        """The settings of `environ` (default: os.environ); CliError if they cannot work."""
+        """The settings of `environ` (default: os.environ); UserError if they cannot work."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -130,9 +130,9 @@ class KafkaSecurity:
                 )
                 if value
             )
-            raise CliError(f"cannot build the Kafka TLS context from {files or 'the system CAs'}: {exc}") from None
+            raise UserError(f"cannot build the Kafka TLS context from {files or 'the system CAs'}: {exc}") from None
         except OSError as exc:  # a file that went away since it was checked
-            raise CliError(f"cannot read a Kafka TLS file: {exc}") from None
+            raise UserError(f"cannot read a Kafka TLS file: {exc}") from None
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for AIOKafkaProducer, AIOKafkaConsumer and AIOKafkaAdminClient."""
@@ -164,30 +164,30 @@ class KafkaSecurity:
 
     def _validate(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise CliError(f"{ENV['protocol']} must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+            raise UserError(f"{ENV['protocol']} must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
         if self.sasl_mechanism is not None and self.sasl_mechanism not in MECHANISMS:
-            raise CliError(
+            raise UserError(
                 f"{ENV['sasl_mechanism']} must be one of {', '.join(MECHANISMS)}, not {self.sasl_mechanism!r}"
             )
         if self.uses_sasl:
             for name in ("sasl_username", "sasl_password"):
                 if not getattr(self, name):
-                    raise CliError(f"{ENV['protocol']}={self.protocol} needs {ENV[name]}")
+                    raise UserError(f"{ENV['protocol']}={self.protocol} needs {ENV[name]}")
         else:
             stray = [ENV[n] for n in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, n)]
             if stray:
-                raise CliError(
+                raise UserError(
                     f"{', '.join(stray)} set but {ENV['protocol']}={self.protocol} does not use SASL "
                     "(use SASL_SSL or SASL_PLAINTEXT)"
                 )
         files = [n for n in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if getattr(self, n)]
         if files and not self.uses_ssl:
-            raise CliError(
+            raise UserError(
                 f"{', '.join(ENV[n] for n in files)} set but {ENV['protocol']}={self.protocol} does not use TLS "
                 "(use SSL or SASL_SSL)"
             )
         if self.ssl_keyfile and not self.ssl_certfile:
-            raise CliError(f"{ENV['ssl_keyfile']} is set without {ENV['ssl_certfile']}")
+            raise UserError(f"{ENV['ssl_keyfile']} is set without {ENV['ssl_certfile']}")
         for name in files:
             _check_readable(ENV[name], getattr(self, name))
 
@@ -197,6 +197,6 @@ def _check_readable(variable: str, path: str) -> None:
         with open(path, "rb") as f:
             f.read(1)
     except IsADirectoryError:
-        raise CliError(f"{variable}={path} is a directory, not a PEM file") from None
+        raise UserError(f"{variable}={path} is a directory, not a PEM file") from None
     except OSError as exc:
-        raise CliError(f"{variable}={path} cannot be read: {exc.strerror or exc}") from None
+        raise UserError(f"{variable}={path} cannot be read: {exc.strerror or exc}") from None

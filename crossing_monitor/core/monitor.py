@@ -11,9 +11,9 @@ from typing import Any
 
 from orjson import JSONDecodeError, loads
 
-from crossing_monitor.catalogue import Catalogue
-from crossing_monitor.events import REJECT_REASONS, Event, Rejection, parse, validate
-from crossing_monitor.metrics import PortMetrics
+from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse, validate
+from crossing_monitor.core.metrics import PortMetrics
 
 
 class Monitor:

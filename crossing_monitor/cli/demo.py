@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from math import inf
 from pathlib import Path
 
-from crossing_monitor.cli import CliError
-from crossing_monitor.kafka_local import free_port
+from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY_SECONDS = 30.0
@@ -48,7 +48,7 @@ class Children:
     def check(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
-                raise CliError(f"{name} stopped unexpectedly (exit {proc.returncode}); see its log")
+                raise UserError(f"{name} stopped unexpectedly (exit {proc.returncode}); see its log")
 
     def stop(self) -> None:
         for name, proc in reversed(self.procs):
@@ -71,20 +71,20 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CliError(f"{name} exited with {proc.returncode} while starting; see its log")
+            raise UserError(f"{name} exited with {proc.returncode} while starting; see its log")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise CliError(f"{name} did not answer at {url} within {timeout:.0f} s")
+    raise UserError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
 
 async def _feed(bootstrap: str, topic: str, speed: float, hours_back: float, stop: asyncio.Event) -> None:
     """The calibrated simulator (producers) for every catalogue port, from `hours_back` hours ago with no
     end: those hours within the first HISTORY_SECONDS, so the screens start full, then `speed`× real time."""
-    from crossing_monitor.catalogue import load_catalogue
+    from crossing_monitor.core.catalogue import load_catalogue
     from producers.pacing import Pacer
     from producers.run import Run
     from producers.simulate import publish
@@ -178,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
         if speed <= 0:
             raise ValueError
     except ValueError:
-        raise CliError(f"--speed must be a positive number, not {args.speed!r}") from None
+        raise UserError(f"--speed must be a positive number, not {args.speed!r}") from None
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="crossing-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     children = Children()
@@ -195,13 +195,13 @@ def main(args: argparse.Namespace) -> int:
             bootstrap = bootstrap_of(args)
             _say(f"using the Kafka broker at {bootstrap}")
         else:
-            from crossing_monitor.kafka_local import LocalKafka
+            from crossing_monitor.kafka.broker import LocalKafka
 
             _say("starting a local Kafka broker ...")
             broker = LocalKafka(data_dir=workdir / "kafka").start()
             bootstrap = broker.bootstrap
         topic = args.topic
-        from crossing_monitor.kafka_local import create_topics
+        from crossing_monitor.kafka.admin import create_topics
 
         create_topics(bootstrap, {topic: 8, f"{topic}.dlq": 1})
         worker = children.start(
@@ -230,7 +230,7 @@ def main(args: argparse.Namespace) -> int:
             [
                 sys.executable,
                 "-m",
-                "crossing_monitor.demo",
+                "crossing_monitor.cli.demo",
                 "feed",
                 bootstrap,
                 topic,
@@ -278,7 +278,7 @@ def _feed_main(argv: list[str]) -> int:
 
     try:
         asyncio.run(run())
-    except CliError as exc:  # the broker went away, say: one line in the log, and the demo notices
+    except UserError as exc:  # the broker went away, say: one line in the log, and the demo notices
         print(f"traffic: {exc}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from crossing_monitor import __version__
-from crossing_monitor.errors import CliError
+from crossing_monitor.errors import UserError
 
-__all__ = ["CliError", "bootstrap_of", "build_parser", "main"]
+__all__ = ["UserError", "bootstrap_of", "build_parser", "main"]
 
 
 def _handler(spec: str) -> Callable[[argparse.Namespace], int]:
@@ -32,7 +32,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("json", "table"), default="table", help="output format (default: table)")
     p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    p.set_defaults(handler="crossing_monitor.analyze:main")
+    p.set_defaults(handler="crossing_monitor.cli.analyze:main")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager")
     p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting a local broker")
     p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"sensor events topic (default {DEFAULT_TOPIC})")
-    p.set_defaults(handler="crossing_monitor.demo:main")
+    p.set_defaults(handler="crossing_monitor.cli.demo:main")
 
 
 def _add_broker(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092; 0 = any free)")
     p.add_argument("--data-dir", help="KRaft storage directory (default: a fresh temporary directory)")
     p.add_argument("--fetch-only", action="store_true", help="only fetch the jars into the cache, then exit")
-    p.set_defaults(handler="crossing_monitor.kafka_local:main")
+    p.set_defaults(handler="crossing_monitor.cli.broker:main")
 
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -167,7 +167,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="worker data directory (default: ./var/worker-<web port>)")
     p.add_argument("--loglevel", default="info", help="log level (default info)")
     _add_kafka_options(p, "sensor events topic")
-    p.set_defaults(handler="streams.worker:main")
+    p.set_defaults(handler="crossing_monitor.cli.worker:main")
 
 
 # ---- dashboards (dashboards/) ----------------------------------------------------------------
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _handler(args.handler)(args)
-    except CliError as exc:
+    except UserError as exc:
         print(f"crossing-monitor {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crossing_monitor.events import DIRECTIONS, EVENT_TYPES, VEHICLE_CLASSES, Event
+from crossing_monitor.core.events import DIRECTIONS, EVENT_TYPES, VEHICLE_CLASSES, Event
 
 SECOND = 1_000_000
 HOUR = 3600 * SECOND
