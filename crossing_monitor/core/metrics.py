@@ -187,7 +187,7 @@ class PortMetrics:
             day = self.clock.day(ev.ts)  # may fail: before any change
             self._accept(ev)
             self.scans += 1
-            d = self._day(day)
+            d = self.days.get(day) or self._day(day)
             d.scans += 1
             if ev.result == "flagged":
                 self.flagged += 1
@@ -276,7 +276,7 @@ class PortMetrics:
             new_c = self._clearance_of(v.arrived, ts, direction, cls, day)
         # ---- nothing below can fail
         self._accept(ev)
-        d = self._day(day)
+        d = self.days.get(day) or self._day(day)
         d.crossings += 1
         d.cargo_g += grams
         self.crossings += 1
@@ -292,9 +292,15 @@ class PortMetrics:
                 self._vehicle(vehicle_id)
             if changed:
                 v.exited, v.exit_class, v.exit_direction = ts, cls, direction
-                if old_i != new_i:
+                if old_i is None:  # the common case: a first exit
+                    if new_i is not None:
+                        self._add_inspection(vehicle_id, new_i, 1, self.inspection_observed)
+                elif old_i != new_i:
                     self._count_inspection(vehicle_id, old_i, new_i)
-                if old_c != new_c:
+                if old_c is None:
+                    if new_c is not None:
+                        self._add_clearance(vehicle_id, new_c, 1)
+                elif old_c != new_c:
                     self._count_clearance(vehicle_id, old_c, new_c)
         if not v.progressed:
             v.progressed = True
@@ -403,7 +409,7 @@ class PortMetrics:
     def _add_inspection(self, vehicle_id: str, c: tuple, sign: int, histograms: dict[str, Histogram]) -> None:
         day, exited, cls, duration = c
         signed = sign * duration
-        by_class = self._day(day).inspection
+        by_class = (self.days.get(day) or self._day(day)).inspection
         m = by_class.get(cls)
         if m is None:
             m = by_class[cls] = Mean()
@@ -432,7 +438,7 @@ class PortMetrics:
 
     def _add_wait(self, vehicle_id: str, c: tuple, sign: int) -> None:
         day, entered, direction, booking, duration = c
-        m = self._day(day).wait[booking]
+        m = (self.days.get(day) or self._day(day)).wait[booking]
         m.total += sign * duration
         m.count += sign
         m = self.wait[direction][booking]
@@ -452,7 +458,7 @@ class PortMetrics:
     def _add_clearance(self, vehicle_id: str, c: tuple, sign: int) -> None:
         day, exited, direction, cls, duration = c
         signed = sign * duration
-        by_class = self._day(day).clearance[direction]
+        by_class = (self.days.get(day) or self._day(day)).clearance[direction]
         m = by_class.get(cls)
         if m is None:
             m = by_class[cls] = Mean()
@@ -559,13 +565,15 @@ class PortMetrics:
         return {d: _averages(by[d]) for d in DIRECTIONS}
 
     def queue(self) -> dict[str, int]:
-        """Vehicles arrived by the watermark, within 72 h, with nothing of a later stage, per direction."""
+        """Vehicles arrived less than 72 h before the watermark with nothing of a later stage yet, per direction.
+
+        An arrival after the watermark counts too: the approach camera may be the sensor that is ahead.
+        """
         counts = dict.fromkeys(DIRECTIONS, 0)
-        wm = self.watermark
-        if wm is not None:
-            oldest = wm - QUEUE_DROP
+        if self.watermark is not None:
+            oldest = self.watermark - QUEUE_DROP
             for v in self.waiting.values():
-                if oldest < v.arrived <= wm:  # type: ignore[operator]
+                if v.arrived > oldest:  # type: ignore[operator]
                     counts[v.arrived_direction] += 1
         return counts
 
