@@ -210,27 +210,29 @@ class PortMetrics:
                     if ts >= self._next_hour:
                         self._advance(ts)
         elif ts > self.top_ts:  # a new leader: the old one is now the highest of the others
+            watermark = self.top_ts
             if self.top_sensor is not None:
-                self.second_sensor, self.second_ts = self.top_sensor, self.top_ts
-                self._moved(self.top_ts)
+                self.second_sensor = self.top_sensor
+                self.second_ts = self.watermark = watermark
+                self._cut = watermark - LAST_HOUR
+                if watermark >= self._next_hour:
+                    self._advance(watermark)
             else:
                 self.watermark = ts
                 self._advance(ts)
-            self.top_sensor, self.top_ts = sensor, ts
+            self.top_sensor = sensor
+            self.top_ts = ts
         elif self.second_sensor is None or ts > self.second_ts:
-            self.second_sensor, self.second_ts = sensor, ts
-            self._moved(ts)
+            # the second sensor's clock is the watermark (it falls only when a second sensor first reports)
+            self.second_sensor = sensor
+            self.second_ts = self.watermark = ts
+            self._cut = ts - LAST_HOUR
+            if ts >= self._next_hour:
+                self._advance(ts)
         event_id = ev.event_id
         self.ids[event_id] = None
         self._ids_this_hour.append(event_id)
         self.events_by_type[ev.type] += 1
-
-    def _moved(self, watermark: int) -> None:
-        """The second sensor's clock moved: it is the watermark (it falls only when a second sensor first reports)."""
-        self.watermark = watermark
-        self._cut = watermark - LAST_HOUR
-        if watermark >= self._next_hour:
-            self._advance(watermark)
 
     def _day(self, name: str) -> Day:
         d = self.days.get(name)
