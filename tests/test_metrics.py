@@ -233,7 +233,9 @@ def test_state_stays_bounded_on_event_time(catalogue):
     assert m.crossings == sum(1 for i in range(20 * 144) if i % 7)
     assert m.watermark is not None and m.second_sensor is not None  # pruning is on
     assert len(m.ids) <= 49 * 144 * 3  # 48 h of ids (+ the current hour)
-    assert len(m.vehicles) <= (7 * 24 + 2) * 6  # 7 days and an hour of vehicles (+ the current hour)
+    exited = sum(1 for v in m.vehicles.values() if v.exited is not None)
+    assert exited <= 74 * 6  # 72 h of vehicles that left (+ the current hour)
+    assert len(m.vehicles) - exited <= 171 * 6 / 7  # 7 days and an hour of those that never entered
     assert sum(len(b) for _, b in m.id_hours) == len(m.ids)
     assert len(m.waiting) <= 73 * 6 / 7 + 1  # only the last 72 h of arrivals that never entered
     assert len(m.recent_exits) <= 2 * 6 and len(m.recent_inspections) <= 2 * 6

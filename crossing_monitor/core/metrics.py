@@ -14,8 +14,9 @@ which events arrive:
 State stays bounded on event time. Nothing is forgotten relative to a watermark that could still
 fall: the watermark drops once, when a second sensor first reports (below the first one), and never
 after, so pruning waits for that second sensor. Then event ids are forgotten 48 h of watermark after
-they were seen, vehicles 7 days and an hour after their last event (waits and clearances pair over
-7 days), queue entries once 72 h old, last-hour lists once out of the window. Events later than those
+they were seen; vehicles 72 h after their last event once they exited, else 7 days and an hour after
+it (waits and clearances pair over 7 days); queue entries once 72 h old; last-hour lists once out
+of the window. Events later than those
 horizons are still counted, but may no longer be paired or deduplicated.
 
 Folding one event validates and computes everything that can fail first (days, cargo, the vehicle's
@@ -52,7 +53,8 @@ MAX_INSPECTION = 48 * HOUR
 MAX_WAIT = 7 * 24 * HOUR
 MAX_CLEARANCE = 7 * 24 * HOUR
 ID_RETENTION_HOURS = 48
-VEHICLE_RETENTION_HOURS = 7 * 24 + 1
+VEHICLE_RETENTION_HOURS = 7 * 24 + 1  # a vehicle still in the queue or the control area
+EXITED_RETENTION_HOURS = 72  # a vehicle that left: only late events of it can still come
 STATE_VERSION = 2  # of `to_state`; 1 was contract 1.0's list records (no "version" field)
 # Upper bounds (seconds) of the inspection-time histogram buckets; the last one is +Inf.
 INSPECTION_BUCKETS = (
@@ -148,6 +150,7 @@ class PortMetrics:
         self._ids_this_hour: list[str] = []
         self.vehicles: dict[str, Vehicle] = {}
         self.vehicle_hours: deque[tuple[int, list[str]]] = deque()
+        self.open_vehicle_hours: deque[tuple[int, list[str]]] = deque()  # not exited 72 h on: kept to 7 days
         self._vehicles_this_hour: list[str] = []
         self.waiting: dict[str, Vehicle] = {}  # arrived, nothing later seen: the queue (both directions)
         self.events_by_type: dict[str, int] = dict.fromkeys(EVENT_TYPES, 0)
@@ -496,8 +499,21 @@ class PortMetrics:
             for event_id in self.id_hours.popleft()[1]:
                 ids.pop(event_id, None)
         vehicles = self.vehicles
-        while self.vehicle_hours[0][0] <= horizon_hour - VEHICLE_RETENTION_HOURS:
+        while self.vehicle_hours[0][0] <= horizon_hour - EXITED_RETENTION_HOURS:
             bucket_hour, bucket = self.vehicle_hours.popleft()
+            still_open = []
+            for vehicle_id in bucket:
+                v = vehicles.get(vehicle_id)
+                if v is not None and v.touched_hour <= bucket_hour:
+                    if v.exited is None:
+                        still_open.append(vehicle_id)
+                    else:
+                        del vehicles[vehicle_id]
+                        self.waiting.pop(vehicle_id, None)
+            if still_open:
+                self.open_vehicle_hours.append((bucket_hour, still_open))
+        while self.open_vehicle_hours and self.open_vehicle_hours[0][0] <= horizon_hour - VEHICLE_RETENTION_HOURS:
+            bucket_hour, bucket = self.open_vehicle_hours.popleft()
             for vehicle_id in bucket:
                 v = vehicles.get(vehicle_id)
                 if v is not None and v.touched_hour <= bucket_hour:
@@ -674,6 +690,7 @@ class PortMetrics:
             "id_hours": [[h, ids] for h, ids in self.id_hours],
             "vehicles": {vid: v.dump() for vid, v in self.vehicles.items()},
             "vehicle_hours": [[h, vids] for h, vids in self.vehicle_hours],
+            "open_vehicle_hours": [[h, vids] for h, vids in self.open_vehicle_hours],
             "waiting": list(self.waiting),
             "events_by_type": self.events_by_type,
             "crossings": self.crossings,
@@ -723,6 +740,7 @@ class PortMetrics:
         m.vehicle_hours = deque((h, list(vids)) for h, vids in state["vehicle_hours"])
         if m.vehicle_hours:
             m._vehicles_this_hour = m.vehicle_hours[-1][1]
+        m.open_vehicle_hours = deque((h, list(vids)) for h, vids in state["open_vehicle_hours"])
         m.waiting = {vid: m.vehicles[vid] for vid in state["waiting"]}
         m.events_by_type = dict(state["events_by_type"])
         m.crossings = state["crossings"]
