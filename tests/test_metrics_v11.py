@@ -354,3 +354,19 @@ def test_a_failure_on_the_first_event_of_a_port_leaves_no_trace_of_the_port(monk
     assert result == Rejection("invalid", "no such day")
     assert monitor.report() == {"ports": {}, "rejected": {"malformed": 0, "invalid": 1, "unknown_port": 0,
                                                           "duplicate": 0}}
+
+
+def test_the_worker_checkpoint_is_versioned_and_an_unreadable_one_is_refused():
+    import zlib
+
+    from streams.state import PartitionState
+
+    monitor = fold(_rich_log())
+    part = PartitionState(3, monitor, next_offset=42)
+    restored = PartitionState.restore(3, CATALOGUE, part.snapshot())
+    assert restored.next_offset == 42 and restored.monitor.report() == monitor.report()
+    doc = orjson.loads(zlib.decompress(part.snapshot()))
+    assert doc["version"] == STATE_VERSION
+    del doc["version"]  # as contract 1.0's worker wrote it
+    with pytest.raises(SnapshotVersionError):
+        PartitionState.restore(3, CATALOGUE, zlib.compress(orjson.dumps(doc)))
