@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from datetime import datetime, timedelta
 from math import inf
 from pathlib import Path
 
+from crossing_monitor.children import die_with_parent
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.broker import free_port
 
@@ -40,7 +43,15 @@ class Children:
 
     def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(log, "ab")  # noqa: SIM115 - the child holds it
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,  # Ctrl-C reaches the demo, which stops its children in order
+            preexec_fn=die_with_parent(),  # and a demo killed outright takes them with it
+        )
         out.close()
         self.procs.append((name, proc))
         return proc
@@ -63,6 +74,29 @@ class Children:
                 except ProcessLookupError:
                     pass
         self.procs.clear()
+
+
+def stdout_closed() -> bool:
+    """True once nobody reads our standard output any more (`demo | head -n 3` after head exits).
+
+    A pipe whose reader has gone polls as an error on the writing end; a terminal that goes away
+    sends SIGHUP instead, and a file never closes under us.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _stdout_to_devnull() -> None:
+    """Nothing more reaches a closed stdout: not even Python's flush at exit (no BrokenPipe noise)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
@@ -188,8 +222,8 @@ def main(args: argparse.Namespace) -> int:
     def _stop(*_: object) -> None:
         stopping["now"] = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its terminal was closed
+        signal.signal(sig, _stop)
     try:
         if args.bootstrap:
             bootstrap = bootstrap_of(args)
@@ -256,7 +290,14 @@ def main(args: argparse.Namespace) -> int:
         )
         while not stopping["now"]:
             children.check()
+            if stdout_closed():
+                _say("standard output was closed; stopping")
+                _stdout_to_devnull()
+                break
             time.sleep(0.5)
+    except BrokenPipeError:  # the banner went to a reader that has gone
+        _say("standard output was closed; stopping")
+        _stdout_to_devnull()
     finally:
         children.stop()
         if broker is not None:
