@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import select
 import shutil
@@ -19,11 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta
 from math import inf
 from pathlib import Path
 
 from crossing_monitor.children import die_with_parent
+from crossing_monitor.console import speaker
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.broker import free_port
 
@@ -31,8 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HISTORY_SECONDS = 30.0
 
 
-def _say(message: str) -> None:
-    print(f"demo: {message}", file=sys.stderr, flush=True)
+_say = speaker("demo: ")
 
 
 class Children:
@@ -99,18 +102,28 @@ def _stdout_to_devnull() -> None:
         os.close(devnull)
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
-    import httpx
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the demo's children: never via a proxy
 
+
+def _answers(url: str) -> bool:
+    """Whether the server at `url` is up: any answer but a server error (the standard library, so that
+    the demo runs from a plain `pip install`)."""
+    try:
+        with _LOCAL.open(url, timeout=1) as response:
+            return response.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise UserError(f"{name} exited with {proc.returncode} while starting; see its log")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
+        if _answers(url):
+            return
         time.sleep(0.3)
     raise UserError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
