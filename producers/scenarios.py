@@ -141,7 +141,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="queue-buildup",
-            summary="Alashankou after the October holiday: walk-up arrivals 12x for 3 hours from 10:00 while "
+            summary="Alashankou after the October holiday: walk-up arrivals 20x for 3 hours from 10:00 while "
             "only 2 outbound lanes are open, then relief",
             published="the outbound queue rises while arrivals exceed the entry lanes, then falls",
             ports=("alashankou",),
@@ -150,7 +150,7 @@ SCENARIOS: dict[str, Scenario] = {
             overrides={
                 "alashankou": {
                     "lanes": {"outbound": 2},
-                    "surges": [{"from": "2023-10-09T10:00", "hours": 3, "factor": 12}],
+                    "surges": [{"from": "2023-10-09T10:00", "hours": 3, "factor": 20}],
                 }
             },
         ),

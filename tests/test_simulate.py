@@ -296,9 +296,9 @@ def test_each_event_is_the_bytes_orjson_makes_of_it():
 # to change (last meant: round-the-clock arrivals, staffed lanes, booked trucks let in first; issue 13).
 GOLDEN = [
     (lambda: Run(CAT, list(CAT), START, 3.0, seed=5, faults=Faults(0.01, 0.01, 3.0, 60.0)),
-     28638, "cb8203540f2948195d11fb46322f9a88d94b9f5c294ce93ad97f565e9bfce055"),
+     28638, "c5638efd39d889d018a0d2ef7d257311710f32a31741bd28358fdee34beb3856"),
     (lambda: from_scenario(CAT, SCENARIOS["queue-buildup"]),
-     2748, "613e4cd012621038f6e04d7a7d52ff96626c7d2d9f8da912955769e8790c069f"),
+     3515, "745f51c3e9b8136ee3e573a2e5430bf0e5cdfe62ddd3db3b519fd2b29b557452"),
     (lambda: Run(CAT, ["lektse", "khorgos"], START, 2.0, regime="legacy"),
      8423, "abf6497aadcff11b9d001ee13e943484f5fa8a6a4e8ab0044b9e7cd5cab3c51a"),
 ]  # fmt: skip
@@ -517,3 +517,59 @@ def test_the_demos_incident_passes_the_target_within_ten_demo_minutes_and_clears
     end = found.start.timestamp() + found.hours * 3600
     assert min(n for t, n in series if end < t < end + 4 * 3600) <= target  # and it clears
     assert port in found.describe(now_dt, 10) and "passes its target" in found.describe(now_dt, 10)
+
+
+# ---- the staffing schedule in the catalogue --------------------------------------------------------
+
+_PORT = """[p]
+name = "P"
+neighbour = "N"
+timezone = "Asia/Shanghai"
+lanes = { outbound = 4, inbound = 2 }
+hours = { open = "09:00", close = "21:00" }
+"""
+
+
+def test_a_staffing_schedule_is_read_by_the_time_of_day_and_wraps_past_midnight():
+    from datetime import time
+
+    from crossing_monitor.core.catalogue import parse_catalogue
+
+    text = _PORT + 'staffing = [{ from = "09:00", outbound = 2, inbound = 1 }, { from = "12:30", outbound = 4 }]\n'
+    staffing = parse_catalogue(text)["p"].staffing
+    assert staffing.lanes_at(time(8, 59), "outbound", 4) == 4  # the last shift runs on past midnight
+    assert staffing.lanes_at(time(9, 0), "outbound", 4) == 2
+    assert staffing.lanes_at(time(12, 29), "inbound", 2) == 1
+    assert staffing.lanes_at(time(12, 30), "inbound", 2) == 0  # a direction a shift leaves out: none
+    assert staffing.lanes_at(time(15, 0), "outbound", 3) == 3  # never more than the lanes there are
+    unstaffed = parse_catalogue(_PORT)["p"].staffing
+    assert unstaffed.lanes_at(time(10, 0), "outbound", 4) == 4  # no schedule: every lane
+
+
+@pytest.mark.parametrize(
+    ("staffing", "message"),
+    [
+        ('"all"', "must be a list of shifts"),
+        ("[]", "must be a list of shifts"),
+        ('[{ from = "9am", outbound = 1 }]', "is not a time 'HH:MM'"),
+        ('[{ from = "24:00", outbound = 1 }]', "not 24:00"),
+        ('[{ from = "10:00" }, { from = "09:00" }]', "is not later than the shift before it"),
+        ('[{ from = "10:00", outbound = 5 }]', "outbound must be a whole number of lanes from 0 to 4, not 5"),
+        ('[{ from = "10:00", inbound = -1 }]', "from 0 to 2, not -1"),
+        ('[{ from = "10:00", outbound = 1.5 }]', "whole number"),
+        ('[{ from = "10:00", lanes = 2 }]', "unknown keys ['lanes']"),
+    ],
+)
+def test_a_bad_staffing_schedule_is_a_clear_catalogue_error(staffing, message):
+    from crossing_monitor.core.catalogue import CatalogueError, parse_catalogue
+
+    with pytest.raises(CatalogueError, match="staffing") as exc:
+        parse_catalogue(_PORT + f"staffing = {staffing}\n", "ports.toml")
+    assert message in str(exc.value) and str(exc.value).startswith("ports.toml: port 'p' staffing")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_scenarios_bad_staffing_is_a_config_error():
+    over = {"khorgos": {"staffing": [{"from": "09:00", "outbound": 99}]}}
+    with pytest.raises(ConfigError, match="from 0 to 10"):
+        Run(CAT, ["khorgos"], START, overrides=over).config(0)
