@@ -316,12 +316,10 @@ class PortModel:
         v = _Vehicle(cls, booked, vid, rest, f',"port":{self._port_json},"lane":{self._approach_lane[direction]}{rest}')
         booked_json = ',"booked":true' if booked else ',"booked":false'
         self._emit(t, v, "vehicle.arrived", self._approach[direction], booked_json)
+        waiting = bool(self._booked_queue[direction] or self._walkup_queue[direction])
         queue.append(v)
-        self._dispatch(t, direction)
-
-    def _staffed(self, t: float, direction: str) -> int:
-        day = self._day(t)
-        return day.staff[direction][min(int((t - day.start) // SLOT), SLOTS_PER_DAY - 1)]
+        if not waiting:  # (else every staffed lane is busy and a look for a free one is already planned)
+            self._dispatch(t, direction)
 
     def _more_staff(self, t: float, direction: str, than: int) -> float:
         """The start of the first slot after t with more than `than` lanes staffed (inf if none soon)."""
@@ -355,7 +353,10 @@ class PortModel:
         if not booked and not walkup:
             return
         free_at = self._free_at[direction]
-        staffed = self._staffed(t, direction)
+        day = self._today
+        if day is None or not day.first <= t < day.last:
+            day = self._day(t)
+        staffed = day.staff[direction][min(int((t - day.start) // SLOT), SLOTS_PER_DAY - 1)]
         for i in range(staffed):
             if free_at[i] <= t:
                 self._enter(t, direction, i, booked.popleft() if booked else walkup.popleft())
