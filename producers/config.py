@@ -1,7 +1,10 @@
 """What the model of one port needs, read once from the catalogue and a scenario's overrides.
 
 The catalogue's `[port.traffic]` and `[port.inspection]` tables carry the calibration; a scenario
-may override any of their keys, the lane, scanner and bay counts, and add arrival surges.
+may override any of their keys, the lane, scanner and bay counts and the staffing schedule, and add
+arrival surges. `traffic.holding_vehicles = { outbound = n, inbound = n }` caps the walk-ups waiting in
+front of the port (none by default); `inspection.random_check_share` is the share of freight inspected
+by hand in the `random` regime.
 """
 
 from __future__ import annotations
