@@ -21,7 +21,7 @@ from producers.faults import Faults, Incident
 from producers.run import Run
 
 DIRECTION = "outbound"  # the busier direction at every busy port
-LEADS_MINUTES = (0, 15, 30, 45, 60, 90, 120, 150, 180, 240, 300, 360, 420, 480)  # incident start before now
+LEADS_MINUTES = tuple(range(0, 8 * 60 + 1, 15))  # how long before now the incident may start
 GROW_MINUTES = 120  # event time the queue keeps growing after it passes the target (the alert's 10 min at 10x)
 CLEAR_HOURS = 4.0  # after the incident the queue is back below the target within this long
 
@@ -83,10 +83,15 @@ def plan(catalogue: Catalogue, start: datetime, now: datetime, seed: int = 1, wi
     """The demo's incident for a run of the catalogue's ports from `start` (the history) with `seed`: the
     queue passes the port's target within `within_minutes` of event time after `now`. None if no busy port
     can do it (they are all closed and quiet, say)."""
+    def open_through(slug: str) -> bool:  # a port closed now queues anyway: an incident there is no news
+        hours = catalogue[slug].hours
+        return all(hours.is_open((now + timedelta(hours=h)).astimezone(catalogue[slug].tz)) for h in (0, 1, 2, 3))
+
     busy = sorted(
         (p for p in (ports or catalogue) if catalogue[p].lanes.get(DIRECTION)),
         key=lambda p: -float(catalogue[p].traffic.get("vehicles_per_day", 0)),
     )[:3]
+    busy = [p for p in busy if open_through(p)]
     for slug in busy:
         target = int(catalogue[slug].targets.get("queue_vehicles", 0))
         for lead in LEADS_MINUTES:
