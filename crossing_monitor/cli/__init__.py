@@ -117,12 +117,18 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", help="a named scenario (see --list-scenarios); other options change it")
     p.add_argument("--list-scenarios", action="store_true", help="list the named scenarios and exit")
     p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same events (default 1)")
-    p.add_argument("--regime", choices=("h986", "legacy"), default=None, help="inspection regime (default h986)")
+    p.add_argument(
+        "--regime", choices=("h986", "legacy", "random"), default=None, help="inspection regime (default h986)"
+    )
     p.add_argument(
         "--faults",
         default="",
         help="comma-separated sensor faults, each NAME or NAME=VALUE: duplicates[=share], missed[=share], "
-        "offline[=hours], skew[=seconds] (defaults 0.01, 0.01, 3, 120)",
+        "offline[=hours], skew[=seconds] (defaults 0.01, 0.01, 3, 120); and trouble at a port, "
+        "incident=PORT:WHAT[=N]@WHEN/DURATION: WHAT is lanes, outbound-lanes, inbound-lanes or scanners "
+        "(N of them out of service, default all), WHEN a local YYYY-MM-DDTHH:MM, HH:MM (the first after the "
+        "start) or +30m / +2h after the start, DURATION like 3h or 90m "
+        "(e.g. incident=khorgos:outbound-lanes=6@10:00/3h; give it again for more)",
     )
     p.add_argument("--out", help="write a log (.jsonl or .jsonl.gz; '-' = stdout) instead of publishing to Kafka")
     _add_catalogue_option(p)

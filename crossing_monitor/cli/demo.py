@@ -128,18 +128,37 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> N
     raise UserError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
 
-async def _feed(bootstrap: str, topic: str, speed: float, hours_back: float, stop: asyncio.Event) -> None:
-    """The calibrated simulator (producers) for every catalogue port, from `hours_back` hours ago with no
-    end: those hours within the first HISTORY_SECONDS, so the screens start full, then `speed`× real time."""
+def _incident(now: datetime, hours_back: float, speed: float) -> tuple[str, str]:
+    """The incident the demo schedules (lanes out at a busy port, so that its queue passes the port's target
+    within the first minutes and the queue alert can fire), as a --faults value and a line for the banner."""
     from crossing_monitor.core.catalogue import load_catalogue
+    from producers.incidents import plan
+
+    catalogue = load_catalogue()
+    within = min(60.0, 9 * speed)  # event minutes: the queue passes the target within 9 minutes of the demo
+    found = plan(catalogue, now - timedelta(hours=hours_back), now, within_minutes=within)
+    if found is None:
+        return "", "none scheduled (no busy port can build a queue past its target now)"
+    return f"incident={found.incident}", found.describe(now, speed)
+
+
+async def _feed(
+    bootstrap: str, topic: str, speed: float, hours_back: float, stop: asyncio.Event,
+    now: datetime | None = None, faults: str = "",
+) -> None:  # fmt: skip
+    """The calibrated simulator (producers) for every catalogue port, from `hours_back` hours ago with no
+    end: those hours within the first HISTORY_SECONDS, so the screens start full, then `speed`× real time;
+    `faults` (the demo's incident) as `simulate --faults` takes them."""
+    from crossing_monitor.core.catalogue import load_catalogue
+    from producers.faults import parse_faults
     from producers.pacing import Pacer
     from producers.run import Run
     from producers.simulate import publish
 
     catalogue = load_catalogue()
     ports = list(catalogue)
-    now = datetime.now(catalogue[ports[0]].tz).replace(microsecond=0)
-    run = Run(catalogue, ports, now - timedelta(hours=hours_back), days=inf)
+    now = now or datetime.now(catalogue[ports[0]].tz).replace(microsecond=0)
+    run = Run(catalogue, ports, now - timedelta(hours=hours_back), days=inf, faults=parse_faults(faults))
     now_ms = int(now.timestamp() * 1000)
     pacer = Pacer(speed, int(run.start_s * 1000), history_until_ms=now_ms, history_seconds=HISTORY_SECONDS)
     print(
@@ -272,6 +291,11 @@ def main(args: argparse.Namespace) -> int:
             workdir / "worker.log",
         )
         _wait_http(f"http://127.0.0.1:{args.web_port}/healthz", 120, worker, "worker")
+        from crossing_monitor.core.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+        now = datetime.now(catalogue[next(iter(catalogue))].tz).replace(microsecond=0)
+        incident_faults, incident_line = _incident(now, args.history_hours, speed)
         feeder = children.start(
             "traffic",
             [
@@ -283,6 +307,8 @@ def main(args: argparse.Namespace) -> int:
                 topic,
                 str(speed),
                 str(args.history_hours),
+                now.isoformat(),
+                incident_faults,
             ],
             workdir / "traffic.log",
         )
@@ -298,6 +324,7 @@ def main(args: argparse.Namespace) -> int:
             + "".join(f"  {line}\n" for line in extra)
             + f"  Traffic       simulated gate sensors at every catalogue port: the last {args.history_hours:g} h"
             f" within {HISTORY_SECONDS:g} s, then {speed:g}x real time\n"
+            f"  Incident      {incident_line}\n"
             f"  Logs          {workdir}\n",
             flush=True,
         )
@@ -322,13 +349,15 @@ def main(args: argparse.Namespace) -> int:
 
 def _feed_main(argv: list[str]) -> int:
     bootstrap, topic, speed, history_hours = argv[0], argv[1], float(argv[2]), float(argv[3])
+    now = datetime.fromisoformat(argv[4]) if len(argv) > 4 else None
+    faults = argv[5] if len(argv) > 5 else ""
     stop = asyncio.Event()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _feed(bootstrap, topic, speed, history_hours, stop)
+        await _feed(bootstrap, topic, speed, history_hours, stop, now, faults)
 
     try:
         asyncio.run(run())
