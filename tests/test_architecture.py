@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("crossing_monitor", "streams", "producers", "dashboards")
-CONTRACTS = 5
+CONTRACTS = 6
 
 
 def _tool(name: str) -> str:
@@ -64,6 +64,8 @@ def test_the_import_contracts_hold():
         ("streams/state.py", "import producers.run", "the applications do not import each other"),
         ("crossing_monitor/kafka/admin.py", "import crossing_monitor.logs.files", "inside crossing_monitor"),
         ("crossing_monitor/logs/table.py", "import streams", "the library packages do not import"),
+        ("streams/processor.py", "from streams.adapters import ConsumerSource", "the worker's processor is plain"),
+        ("streams/state.py", "import faust", "the worker's processor is plain"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tree, module, line, contract):
