@@ -1,7 +1,10 @@
 """What the model of one port needs, read once from the catalogue and a scenario's overrides.
 
 The catalogue's `[port.traffic]` and `[port.inspection]` tables carry the calibration; a scenario
-may override any of their keys, the lane, scanner and bay counts, and add arrival surges.
+may override any of their keys, the lane, scanner and bay counts and the staffing schedule, and add
+arrival surges. `traffic.holding_vehicles = { outbound = n, inbound = n }` caps the walk-ups waiting in
+front of the port (none by default); `inspection.random_check_share` is the share of freight inspected
+by hand in the `random` regime.
 """
 
 from __future__ import annotations
@@ -9,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from math import inf
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from crossing_monitor.core.catalogue import Hours, Port
+from crossing_monitor.core.catalogue import Hours, Port, Staffing
 from crossing_monitor.core.events import DIRECTIONS
 
-REGIMES = ("h986", "legacy")
+# h986: freight scanned, physically inspected when flagged (risk-based categories) or sampled;
+# legacy: every freight vehicle inspected by hand; random: no risk categories, a random share of
+# freight inspected by hand (the regime of Khorgos and Alashankou in 2017).
+REGIMES = ("h986", "legacy", "random")
 
 # Relative arrival intensity of walk-up (unbooked) traffic by local hour: quiet nights, a morning
 # and an afternoon peak. Booked trucks do not follow it: their slots are spread evenly.
@@ -65,6 +72,13 @@ class PortConfig:
     physical_minutes: float
     legacy_minutes: float
     regime: str = "h986"
+    random_check_share: float = 0.3
+    # Walk-ups the road in front of the port holds per direction; one more turns back unseen (booked
+    # trucks have their slot and always join). Without it an overloaded port's queue grows for ever.
+    holding: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(DIRECTIONS, inf))
+    staffing: Staffing = field(default_factory=Staffing)
+    # Lanes or scanners out of service: (from, until) in epoch s, "outbound"/"inbound"/"scanners", how many.
+    incidents: tuple[tuple[float, float, str, int], ...] = ()
     surges: tuple[Surge, ...] = ()
     skew_seconds: Mapping[str, float] = field(default_factory=dict)  # sensor_id → clock offset
 
@@ -74,6 +88,14 @@ def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> f
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where}.{key} must be a number >= 0, not {value!r}")
     return float(value)
+
+
+def _holding(raw: Any, where: str) -> dict[str, float]:
+    if raw is None:
+        return dict.fromkeys(DIRECTIONS, inf)
+    if not isinstance(raw, Mapping) or set(raw) - set(DIRECTIONS):
+        raise ConfigError(f"{where}.holding_vehicles must be {{ outbound = n, inbound = n }}")
+    return {d: _number(raw, d, inf, f"{where}.holding_vehicles") for d in DIRECTIONS}
 
 
 def _surges(raw: Any, tz: ZoneInfo, slug: str) -> tuple[Surge, ...]:
@@ -89,9 +111,22 @@ def _surges(raw: Any, tz: ZoneInfo, slug: str) -> tuple[Surge, ...]:
     return tuple(surges)
 
 
+def _override_staffing(port: Port, lanes: Mapping[str, Any], raw: Any) -> Staffing:
+    """The port's staffing schedule, or a scenario's own (validated as the catalogue's is); a scenario
+    that changes the lane count without a schedule keeps the catalogue's, capped at the lanes."""
+    if raw is None:
+        return port.staffing
+    from crossing_monitor.core.catalogue import CatalogueError, parse_staffing
+
+    try:
+        return parse_staffing(raw, {d: int(lanes.get(d, 0)) for d in DIRECTIONS}, port.slug)
+    except CatalogueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def port_config(port: Port, overrides: Mapping[str, Any] | None = None, regime: str | None = None) -> PortConfig:
     """The model's view of `port`; `overrides` may hold traffic/inspection keys, lanes, scanners,
-    inspection_bays, regime and surges."""
+    inspection_bays, staffing (a list of shifts as in the catalogue), regime and surges."""
     over = dict(overrides or {})
     traffic = {**port.traffic, **over.get("traffic", {})}
     inspection = {**port.inspection, **over.get("inspection", {})}
@@ -124,5 +159,8 @@ def port_config(port: Port, overrides: Mapping[str, Any] | None = None, regime: 
         physical_minutes=_number(inspection, "physical_minutes", 40.0, i),
         legacy_minutes=_number(inspection, "legacy_physical_minutes", 130.0, i),
         regime=chosen,
+        random_check_share=_number(inspection, "random_check_share", 0.3, i),
+        holding=_holding(traffic.get("holding_vehicles"), t),
+        staffing=_override_staffing(port, lanes, over.get("staffing")),
         surges=_surges(over.get("surges"), port.tz, port.slug),
     )

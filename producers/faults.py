@@ -4,22 +4,92 @@
 `offline` takes each port's uplink down for some hours and uploads the buffer in one burst when it
 comes back (event times unchanged, arrival hours late); `skew` runs one sensor's clock ahead.
 Faults draw from their own random stream, so the traffic itself is the same with or without them.
+
+`incident` is not a sensor fault but trouble at the port: entry lanes or scanners out of service for
+some hours, so a queue builds (lanes) or vehicles wait inside (scanners). It changes the traffic.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from math import inf
+from zoneinfo import ZoneInfo
 
 from producers.config import ConfigError
 from producers.model import Emitted
 
 DEFAULTS = {"duplicates": 0.01, "missed": 0.01, "offline": 3.0, "skew": 120.0}
 UNITS = {"duplicates": "share of events", "missed": "share of events", "offline": "hours", "skew": "seconds"}
+
+
+INCIDENT_SYNTAX = (
+    "incident=PORT:WHAT[=N]@WHEN/DURATION, WHAT one of lanes, outbound-lanes, inbound-lanes, scanners "
+    "(N of them out, default all), WHEN a local YYYY-MM-DDTHH:MM, HH:MM (the first after the start) or +30m/+2h "
+    "after the start, DURATION like 3h or 90m; e.g. incident=khorgos:outbound-lanes=6@10:00/3h"
+)
+_INCIDENT = re.compile(
+    r"(?P<port>[a-z0-9_-]+):(?P<what>lanes|outbound-lanes|inbound-lanes|scanners)(=(?P<n>\d+|all))?"
+    r"@(?P<when>\d{4}-\d\d-\d\dT\d\d:\d\d|\d\d?:\d\d|\+\d+(\.\d+)?[mh])/(?P<dur>\d+(\.\d+)?)(?P<unit>[mh])"
+)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Lanes or scanners of one port out of service for a while: `what` is outbound, inbound, both or
+    scanners; `count` None = all of them; `when` as written (resolved against a run's start)."""
+
+    port: str
+    what: str
+    count: int | None
+    when: str
+    hours: float
+
+    def window(self, start: datetime, tz: ZoneInfo) -> tuple[float, float]:
+        """(from, until) in epoch seconds for a run starting at `start`."""
+        if self.when.startswith("+"):
+            size = float(self.when[1:-1]) * (60 if self.when.endswith("m") else 3600)
+            begin = start.timestamp() + size
+        elif "T" in self.when:
+            begin = datetime.fromisoformat(self.when).replace(tzinfo=tz).timestamp()
+        else:
+            hh, mm = (int(x) for x in self.when.split(":"))
+            local = start.astimezone(tz)
+            at = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+            begin = (at if at >= local else at + timedelta(days=1)).timestamp()
+        return begin, begin + self.hours * 3600
+
+    def __str__(self) -> str:
+        count = "all" if self.count is None else str(self.count)
+        what = {"both": "lanes", "outbound": "outbound-lanes", "inbound": "inbound-lanes"}.get(self.what, self.what)
+        return f"{self.port}:{what}={count}@{self.when}/{self.hours:g}h"
+
+
+def parse_incident(text: str) -> Incident:
+    """One incident's value (see INCIDENT_SYNTAX); ConfigError in one line otherwise."""
+    m = _INCIDENT.fullmatch(text.strip())
+    if m is None:
+        raise ConfigError(f"fault incident={text!r}: use {INCIDENT_SYNTAX}")
+    if ":" in m["when"] and "T" not in m["when"]:
+        hh, mm = (int(x) for x in m["when"].split(":"))
+        if hh > 23 or mm > 59:
+            raise ConfigError(f"fault incident={text!r}: {m['when']} is not a time of day")
+    elif "T" in m["when"]:
+        try:
+            datetime.fromisoformat(m["when"])
+        except ValueError:
+            raise ConfigError(f"fault incident={text!r}: {m['when']} is not a date and time") from None
+    hours = float(m["dur"]) / (60 if m["unit"] == "m" else 1)
+    if hours <= 0:
+        raise ConfigError(f"fault incident={text!r}: the duration must be more than 0")
+    what = {"lanes": "both", "outbound-lanes": "outbound", "inbound-lanes": "inbound"}.get(m["what"], m["what"])
+    count = None if m["n"] in (None, "all") else int(m["n"])
+    return Incident(m["port"], what, count, m["when"], hours)
 
 
 @dataclass(frozen=True)
@@ -30,6 +100,7 @@ class Faults:
     missed: float = 0.0
     offline: float = 0.0  # hours
     skew: float = 0.0  # seconds one sensor per port runs ahead
+    incidents: tuple[Incident, ...] = ()
 
     @property
     def any_in_stream(self) -> bool:
@@ -37,16 +108,21 @@ class Faults:
 
 
 def parse_faults(text: str | None) -> Faults:
-    """`duplicates,offline=4,missed=0.02,skew=300` → Faults (a bare name takes its default)."""
+    """`duplicates,offline=4,missed=0.02,skew=300,incident=...` → Faults (a bare name takes its default;
+    incident may be given more than once)."""
     values: dict[str, float] = {}
+    incidents: list[Incident] = []
     for part in (text or "").split(","):
         part = part.strip()
         if not part:
             continue
         name, _, raw = part.partition("=")
         name = name.strip()
+        if name == "incident":
+            incidents.append(parse_incident(raw))
+            continue
         if name not in DEFAULTS:
-            raise ConfigError(f"unknown fault {name!r}; choose from {', '.join(DEFAULTS)}")
+            raise ConfigError(f"unknown fault {name!r}; choose from {', '.join(DEFAULTS)}, incident")
         try:
             value = float(raw) if raw else DEFAULTS[name]
         except ValueError:
@@ -54,7 +130,7 @@ def parse_faults(text: str | None) -> Faults:
         if value < 0 or (name in ("duplicates", "missed") and value > 1):
             raise ConfigError(f"fault {name}={raw}: out of range ({UNITS[name]})")
         values[name] = value
-    return Faults(**values)
+    return Faults(**values, incidents=tuple(incidents))
 
 
 def skewed_sensor(slug: str, lanes: dict[str, int]) -> str:

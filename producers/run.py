@@ -49,6 +49,9 @@ class Run:
             raise ConfigError("the start must be an aware datetime")
         if not self.days > 0:
             raise ConfigError("--days must be more than 0")
+        for incident in self.faults.incidents:
+            if incident.port not in self.catalogue:
+                raise ConfigError(f"fault incident={incident}: unknown port {incident.port!r}")
 
     @property
     def start_s(self) -> float:
@@ -69,6 +72,15 @@ class Run:
         cfg = port_config(self.catalogue[slug], self.overrides.get(slug), self.regime)
         if self.faults.skew:
             cfg = dataclasses.replace(cfg, skew_seconds={skewed_sensor(slug, dict(cfg.lanes)): self.faults.skew})
+        out = []
+        for incident in self.faults.incidents:
+            if incident.port == slug:
+                t0, t1 = incident.window(self.start, cfg.tz)
+                for what in ("outbound", "inbound") if incident.what == "both" else (incident.what,):
+                    built = cfg.scanners if what == "scanners" else cfg.lanes[what]
+                    out.append((t0, t1, what, built if incident.count is None else min(incident.count, built)))
+        if out:
+            cfg = dataclasses.replace(cfg, incidents=tuple(out))
         return cfg
 
     def model(self, index: int) -> tuple[PortModel, Iterator[Emitted]]:

@@ -1,10 +1,13 @@
-"""Worker settings, from the environment, so that both `crossing-monitor worker` and
-`faust -A streams.app worker` build the same app."""
+"""Worker settings. `crossing-monitor worker` passes what its arguments say and the environment gives
+the rest; `faust -A streams.app worker` takes them all from the environment. Either way the same
+defaults and derived names (dead-letter topic, group id, data directory) apply."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_PARTITIONS = 8  # ports are the unit of parallelism; 8 leaves room above the 7 shipped ports
 
@@ -21,11 +24,23 @@ class Settings:
     data_dir: str
     catalogue: str | None
     checkpoint_seconds: float
-    replication: int  # of the topics the worker creates; Faust reads the same variable for its own
+    replication: int  # of every topic the worker creates, its own and Faust's
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ.get
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Settings:
+        """The settings of `environ` (default: os.environ); a field passed in `given` (not None)
+        wins over its variable, and the names derived from it follow it."""
+        unknown = set(given) - set(_FIELD_OF.values())
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        environment = os.environ if environ is None else environ
+
+        def env(name: str, default: str | None = None) -> str | None:
+            field = _FIELD_OF[name]
+            if given.get(field) is not None:
+                return str(given[field])
+            return environment.get(name, default)
+
         topic = env("CROSSING_MONITOR_TOPIC", "crossing.events")
         web_port = int(env("CROSSING_MONITOR_WEB_PORT", "6066"))
         return cls(
@@ -44,3 +59,18 @@ class Settings:
             checkpoint_seconds=float(env("CROSSING_MONITOR_CHECKPOINT_SECONDS", "1.0")),
             replication=int(env("TOPIC_REPLICATION_FACTOR", "1")),
         )
+
+
+_FIELD_OF = {
+    "CROSSING_MONITOR_BOOTSTRAP": "bootstrap",
+    "CROSSING_MONITOR_TOPIC": "topic",
+    "CROSSING_MONITOR_DLQ_TOPIC": "dlq_topic",
+    "CROSSING_MONITOR_APP_ID": "app_id",
+    "CROSSING_MONITOR_PARTITIONS": "partitions",
+    "CROSSING_MONITOR_WEB_HOST": "web_host",
+    "CROSSING_MONITOR_WEB_PORT": "web_port",
+    "CROSSING_MONITOR_DATA_DIR": "data_dir",
+    "CROSSING_MONITOR_CATALOGUE": "catalogue",
+    "CROSSING_MONITOR_CHECKPOINT_SECONDS": "checkpoint_seconds",
+    "TOPIC_REPLICATION_FACTOR": "replication",
+}

@@ -2,7 +2,8 @@
 
 Why checkpoints and not a table write per event: the per-port state is a few hundred kilobytes
 (ids and vehicles of the last days), so it is kept in memory, folded by the metric core, and
-written to the Faust table's changelog as one compressed snapshot per partition every second.
+written to the Faust table's changelog as one compressed snapshot per partition every second
+(`streams.processor` decides when, and what counts as durable).
 The source offset is committed only once Kafka has acknowledged a snapshot that holds it, so
 the committed offset never runs ahead of the state; after a crash or a rebalance the snapshot is
 restored, the consumer starts at the restored (or the earlier committed) offset, and records at
@@ -35,7 +36,8 @@ class PartitionState:
     checkpoint_offset: int = 0  # next_offset of the last checkpoint sent
     durable_offset: int = 0  # next_offset of the last checkpoint Kafka acknowledged
     committed_offset: int = 0  # the source offset this worker last committed (never past durable_offset)
-    dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to send
+    # {source offset: (key, value)} of dead letters Kafka has not acknowledged yet
+    dead_letters: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""

@@ -15,19 +15,23 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any, ClassVar
+from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.processor import Batch
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Consecutive records of one source partition, as one fetch returned them."""
+__all__ = ["Batch", "BatchConsumer", "BatchHandoff", "BatchTransport"]
 
-    partition: int
-    records: list[Any]  # aiokafka ConsumerRecord: .offset, .value
-    generation: int  # the consumer group generation they were fetched in
+
+@dataclass(frozen=True)
+class BatchHandoff:
+    """Where one app's consumer hands its source records on: the topics, and the coroutine that
+    takes a batch (it may wait, e.g. on a full channel; the consumer then fetches no more)."""
+
+    topics: frozenset[str]
+    on_batch: Callable[[Batch], Awaitable[None]]
 
 
 # How long the broker may hold a fetch for partitions with nothing new. Faust fixes 1,500 ms; while
@@ -46,10 +50,8 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer; the records of `batch_topics` go to `on_batch`, a batch at a time."""
-
-    batch_topics: ClassVar[frozenset[str]] = frozenset()
-    on_batch: ClassVar[Callable[[Batch], Awaitable[None]] | None] = None
+    """Faust's aiokafka consumer; the records of its transport's hand-off topics go to the hand-off,
+    a batch at a time (without a hand-off, every record takes Faust's usual path)."""
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -57,6 +59,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:  # the loop Faust's Fetcher service runs
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
+        handoff: BatchHandoff | None = self.transport.handoff
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 await self.sleep(0)
@@ -65,7 +68,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     continue
                 generation = self.app.consumer_generation_id
                 for tp, batch in records.items():
-                    source = tp.topic in self.batch_topics and type(self).on_batch is not None
+                    source = handoff is not None and tp.topic in handoff.topics
                     if not (
                         self.flow_active
                         and self.app.consumer_generation_id == generation
@@ -81,7 +84,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         # Faust's livelock check reads this to tell a working stream from a stuck one
                         self.app.monitor.stream_inbound_time[tp] = monotonic()
                         try:
-                            await type(self).on_batch(Batch(tp.partition, batch, generation))
+                            await handoff.on_batch(Batch(tp.partition, batch, generation))
                         except asyncio.CancelledError:
                             task = asyncio.current_task()
                             if task is not None and task.cancelling():
@@ -123,4 +126,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 
 class BatchTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with a `BatchConsumer`, handing on to `handoff` (one per app)."""
+
     Consumer = BatchConsumer
+
+    def __init__(self, *args: Any, handoff: BatchHandoff | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handoff = handoff

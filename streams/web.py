@@ -1,8 +1,9 @@
-"""HTTP interface of the worker (SPEC §3): /api/ports, /api/ports/{port}, /metrics.
+"""HTTP interface of the worker (SPEC §3): /api/ports, /api/ports/{port}, /metrics, /healthz, the wall.
 
 A port's figures live on the worker that owns its partition. Any worker answers for every port:
 it asks Faust's router which worker owns a port and fetches that worker's local answer
-(`?local=1`), so a wall display can point at any worker.
+(`?local=1`), so a wall display can point at any worker. The views read everything from their
+app (`streams.workerapp.WorkerApp`); `register` adds them to one.
 """
 
 from __future__ import annotations
@@ -10,42 +11,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from crossing_monitor.core.events import REJECT_REASONS
 from crossing_monitor.core.metrics import PortMetrics
-from streams.app import app, assigned_partitions, catalogue, events_topic, processor, settings
+from streams import display
 from streams.exporter import WorkerCollector
+from streams.workerapp import WorkerApp
 
 log = logging.getLogger("crossing_monitor.worker")
-
-registry = CollectorRegistry(auto_describe=False)
-registry.register(WorkerCollector(processor, app, settings))
 
 
 def _json(web: Any, data: Any, status: int = 200) -> Response:
     return web.bytes(orjson.dumps(data), content_type="application/json", status=status)
 
 
-def _owner_url(port: str) -> str | None:
+def _worker(view: View) -> WorkerApp:
+    return cast(WorkerApp, view.app)
+
+
+def _owner_url(app: WorkerApp, port: str) -> str | None:
     """Base URL of the worker that owns `port`, or None when this worker does."""
     try:
-        url = app.router.external_topic_key_store(events_topic, port.encode())
+        url = app.router.external_topic_key_store(app.events_topic, port.encode())
     except (KeyError, IndexError, AttributeError, TypeError):
         return None  # no assignment or topic metadata yet (starting up): answer from what this worker has
-    me = (settings.web_host, settings.web_port)
+    me = (app.settings.web_host, app.settings.web_port)
     if (url.host, url.port) == me:
         return None
     return str(url).rstrip("/")
 
 
-def local_report(port: str) -> dict[str, Any] | None:
-    metrics = processor.port_metrics(port)
+def local_report(app: WorkerApp, port: str) -> dict[str, Any] | None:
+    metrics = app.processor.port_metrics(port)
     return None if metrics is None else metrics.report()
 
 
@@ -71,18 +75,19 @@ async def _remote(owners: dict[str, list[str]], path: str) -> dict[str, Any]:
     return answers
 
 
-@app.page("/api/ports")
 class PortsView(View):
     """All ports: the same object `analyze --format json` prints."""
 
     async def get(self, request: Request) -> Response:
+        app = _worker(self)
+        catalogue, processor = app.catalogue, app.processor
         local_only = request.query.get("local") == "1"
         owners: dict[str, list[str]] = {}
         ports: dict[str, Any] = {}
         for slug in catalogue:
-            owner = None if local_only else _owner_url(slug)
+            owner = None if local_only else _owner_url(app, slug)
             if owner is None:
-                report = local_report(slug)
+                report = local_report(app, slug)
                 if report is not None:
                     ports[slug] = report
             else:
@@ -103,42 +108,42 @@ class PortsView(View):
         return _json(self, {"ports": ordered, "rejected": rejected})
 
 
-@app.page("/api/ports/{port}")
 class PortView(View):
     """One port's object; 404 with a JSON error for a port that is not in the catalogue."""
 
     async def get(self, request: Request, port: str) -> Response:
+        app = _worker(self)
+        catalogue = app.catalogue
         if port not in catalogue:
             return _json(self, {"error": f"unknown port {port!r}", "ports": list(catalogue)}, status=404)
-        owner = None if request.query.get("local") == "1" else _owner_url(port)
+        owner = None if request.query.get("local") == "1" else _owner_url(app, port)
         if owner is not None:
             try:
                 answers = await _remote({owner: [port]}, f"/api/ports/{port}?local=1")
             except RuntimeError as exc:
                 return _json(self, {"error": str(exc)}, status=503)
             return _json(self, answers[owner])
-        report = local_report(port)
+        report = local_report(app, port)
         if report is None:  # no event yet: the figures of an empty port
             report = PortMetrics(port, catalogue[port].timezone).report()
         return _json(self, report)
 
 
-@app.page("/metrics")
 class MetricsView(View):
     """Prometheus exposition of this worker's ports and health."""
 
     async def get(self, request: Request) -> Response:
-        return self.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        return self.bytes(generate_latest(_worker(self).registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-@app.page("/healthz")
 class HealthView(View):
     async def get(self, request: Request) -> Response:
+        processor = _worker(self).processor
         return _json(
             self,
             {
                 "status": "ok",
-                "assigned": assigned_partitions(),
+                "assigned": processor.group.assigned(),
                 "partitions": sorted(processor.partitions),
                 "events_processed": processor.events_processed,
                 "batches_folded": processor.batches_folded,
@@ -163,12 +168,7 @@ class HealthView(View):
 
 # --- wall display (issue 7): page, assets, server-sent events --------------------------------------
 
-from aiohttp import web as aioweb  # noqa: E402
 
-from streams import display  # noqa: E402
-
-
-@app.page("/")
 class DisplayPage(View):
     """The wall display: one tile per catalogue port."""
 
@@ -177,13 +177,11 @@ class DisplayPage(View):
         return self.bytes(body, content_type=ctype)
 
 
-@app.page("/display/meta.json")
 class DisplayMeta(View):
     async def get(self, request: Request) -> Response:
-        return _json(self, display.targets(catalogue))
+        return _json(self, display.targets(_worker(self).catalogue))
 
 
-@app.page("/display/events")
 class DisplayEvents(View):
     """Server-sent events: `ports` (the /api/ports object) whenever it changes, `hours` (which ports
     are open now, by the wall clock) whenever that changes, `ping` every 2 s."""
@@ -191,6 +189,8 @@ class DisplayEvents(View):
     async def get(self, request: Request) -> Any:
         resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        app = _worker(self)
+        catalogue, settings = app.catalogue, app.settings
         url = f"http://{settings.web_host}:{settings.web_port}/api/ports"
         previous = b""
         previous_hours = b""
@@ -219,10 +219,29 @@ class DisplayEvents(View):
         return resp
 
 
-@app.page("/display/{name}")
 class DisplayAsset(View):
     async def get(self, request: Request, name: str) -> Response:
         found = display.asset(name)
         if found is None:
             return _json(self, {"error": f"no asset {name!r}"}, status=404)
         return self.bytes(found[0], content_type=found[1])
+
+
+VIEWS: list[tuple[str, type[View]]] = [
+    ("/api/ports", PortsView),
+    ("/api/ports/{port}", PortView),
+    ("/metrics", MetricsView),
+    ("/healthz", HealthView),
+    ("/", DisplayPage),
+    ("/display/meta.json", DisplayMeta),
+    ("/display/events", DisplayEvents),
+    ("/display/{name}", DisplayAsset),
+]
+
+
+def register(app: WorkerApp) -> None:
+    """Add the views to `app`, and the /metrics registry that reads its processor."""
+    app.registry = CollectorRegistry(auto_describe=False)
+    app.registry.register(WorkerCollector(app.processor, app, app.settings))
+    for path, view in VIEWS:
+        app.page(path)(view)

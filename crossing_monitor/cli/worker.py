@@ -53,25 +53,20 @@ def wait_for_broker(
 
 
 def main(args: argparse.Namespace) -> int:
+    from crossing_monitor.core.catalogue import CatalogueError, load_catalogue
+    from streams.settings import Settings
+
     bootstrap = bootstrap_of(args)
-    os.environ["CROSSING_MONITOR_BOOTSTRAP"] = bootstrap
-    os.environ["CROSSING_MONITOR_TOPIC"] = args.topic
-    os.environ["CROSSING_MONITOR_WEB_HOST"] = args.web_host
-    os.environ["CROSSING_MONITOR_WEB_PORT"] = str(args.web_port)
-    if args.catalogue:
-        os.environ["CROSSING_MONITOR_CATALOGUE"] = args.catalogue
-    if args.data_dir:
-        os.environ["CROSSING_MONITOR_DATA_DIR"] = args.data_dir
-
-    from crossing_monitor.core.catalogue import CatalogueError
-
     try:
-        from streams.settings import Settings
-
-        settings = Settings.from_env()
-        from crossing_monitor.core.catalogue import load_catalogue
-
-        load_catalogue(settings.catalogue)
+        settings = Settings.from_env(
+            bootstrap=bootstrap,
+            topic=args.topic,
+            web_host=args.web_host,
+            web_port=args.web_port,
+            catalogue=args.catalogue or None,  # else $CROSSING_MONITOR_CATALOGUE, else the shipped one
+            data_dir=args.data_dir or None,
+        )
+        catalogue = load_catalogue(settings.catalogue)
     except CatalogueError as exc:
         raise UserError(str(exc)) from None
     except ValueError as exc:  # a number variable that is not one
@@ -87,8 +82,9 @@ def main(args: argparse.Namespace) -> int:
 
     from faust.worker import Worker
 
-    from streams.app import app
+    from streams.factory import create_app
 
+    app = create_app(settings, catalogue, security)
     print(
         f"crossing-monitor worker: consuming {settings.topic} at {bootstrap} ({security.describe()}); "
         f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics",

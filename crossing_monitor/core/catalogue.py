@@ -1,4 +1,4 @@
-"""The port catalogue (SPEC §4): which ports exist, their time zone, lanes, hours and targets.
+"""The port catalogue (SPEC §4): which ports exist, their time zone, lanes, hours, staffing and targets.
 
 A TOML file ships with the product (`data/ports.toml`); an operator points every command at
 another one with `--catalogue FILE` or the CROSSING_MONITOR_CATALOGUE environment variable.
@@ -46,6 +46,34 @@ class Hours:
 
 
 @dataclass(frozen=True)
+class Shift:
+    """From `start` (local time) on, until the next shift of the schedule, this many entry lanes are staffed."""
+
+    start: time
+    lanes: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Staffing:
+    """Entry lanes staffed by the time of day: a port does not open all its lanes at once, and its
+    capacity follows its staff, not its lane count. The shifts are sorted by start; the last one runs
+    past midnight until the first. No shifts: every lane staffed whenever the port is open."""
+
+    shifts: tuple[Shift, ...] = ()
+
+    def lanes_at(self, local: time, direction: str, lanes: int) -> int:
+        """Lanes of `direction` staffed at this local time (of `lanes` built), open or not."""
+        if not self.shifts:
+            return lanes
+        current = self.shifts[-1]
+        for shift in self.shifts:
+            if shift.start > local:
+                break
+            current = shift
+        return min(lanes, current.lanes.get(direction, 0))
+
+
+@dataclass(frozen=True)
 class Port:
     """One land port of the catalogue."""
 
@@ -61,6 +89,7 @@ class Port:
     traffic: Mapping[str, Any] = field(default_factory=dict)
     inspection: Mapping[str, Any] = field(default_factory=dict)
     targets: Mapping[str, Any] = field(default_factory=dict)
+    staffing: Staffing = field(default_factory=Staffing)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -114,6 +143,37 @@ def _day(value: Any, where: str) -> date:
         raise CatalogueError(f"{where}: {value!r} is not a date 'YYYY-MM-DD'") from None
 
 
+def parse_staffing(raw: Any, lanes: Mapping[str, int], where: str) -> Staffing:
+    """`staffing = [{ from = "HH:MM", outbound = n, inbound = n }, ...]`, validated: times strictly
+    increasing, each count an integer from 0 to the lanes the port has."""
+    if raw is None:
+        return Staffing()
+    where = f"{where} staffing"
+    if not isinstance(raw, list) or not raw:
+        raise CatalogueError(f"{where} must be a list of shifts {{ from = 'HH:MM', outbound = n, inbound = n }}")
+    shifts: list[Shift] = []
+    for n, item in enumerate(raw, 1):
+        at = f"{where}[{n}]"
+        if not isinstance(item, dict):
+            raise CatalogueError(f"{at} must be a table {{ from = 'HH:MM', outbound = n, inbound = n }}")
+        unknown = set(item) - {"from", *DIRECTIONS}
+        if unknown:
+            raise CatalogueError(f"{at} has unknown keys {sorted(unknown)}; a shift has from, outbound, inbound")
+        if item.get("from") == "24:00":
+            raise CatalogueError(f"{at}.from: a shift starts at 00:00-23:59, not 24:00")
+        start = _hhmm(item.get("from"), f"{at}.from")
+        if shifts and start <= shifts[-1].start:
+            raise CatalogueError(f"{at}.from {item['from']!r} is not later than the shift before it")
+        counts = {}
+        for d in DIRECTIONS:
+            value = item.get(d, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= lanes[d]:
+                raise CatalogueError(f"{at}.{d} must be a whole number of lanes from 0 to {lanes[d]}, not {value!r}")
+            counts[d] = value
+        shifts.append(Shift(start, counts))
+    return Staffing(tuple(shifts))
+
+
 def _port(slug: str, raw: Any) -> Port:
     where = f"port {slug!r}"
     if not isinstance(raw, dict):
@@ -158,6 +218,7 @@ def _port(slug: str, raw: Any) -> Port:
         traffic=dict(raw.get("traffic", {})),
         inspection=dict(raw.get("inspection", {})),
         targets=dict(raw.get("targets", {})),
+        staffing=parse_staffing(raw.get("staffing"), {d: lanes[d] for d in DIRECTIONS}, where),
     )
 
 

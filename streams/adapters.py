@@ -1,0 +1,86 @@
+"""The processor's collaborators (`streams.processor` protocols) on Faust and aiokafka: thin, no logic.
+
+Each adapter turns partition numbers into Faust's topic-partitions and calls one Faust method;
+whatever decides something lives in the processor, where a unit test reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from streams.state import snapshot_key
+
+
+class TableCheckpoints:
+    """Snapshots in a changelog-backed Faust table, one key per source partition."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, partition: int) -> bytes | None:
+        return self.table.data.get(snapshot_key(partition))
+
+    def put(self, partition: int, blob: bytes) -> Awaitable[Any]:
+        key = snapshot_key(partition)
+        sent = self.table.send_changelog(partition, key, blob)
+        self.table.data[key] = blob
+        return sent
+
+
+class TopicDeadLetters:
+    """The dead-letter topic, through Faust's producer (which keeps the order of sends)."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+
+    def send(self, key: bytes, value: bytes) -> Awaitable[Any]:
+        return self.topic.send_soon(key=key, value=value)
+
+
+class ConsumerSource:
+    """The source topic through the app's consumer; seeks and commits run in the consumer's thread."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    def _tps(self, offsets: Mapping[int, int]) -> dict[TP, int]:
+        return {TP(self.topic, p): offset for p, offset in offsets.items()}
+
+    async def earliest(self, partition: int) -> int:
+        tp = TP(self.topic, partition)
+        return (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+
+    async def seek(self, offsets: Mapping[int, int]) -> None:
+        await self.app.consumer.seek_wait(self._tps(offsets))
+
+    async def commit(self, offsets: Mapping[int, int]) -> bool:
+        return await self.app.consumer.commit_offsets(self._tps(offsets))
+
+
+class AppGroup:
+    """The app's consumer-group membership: generation, rebalancing, the source partitions assigned."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    @property
+    def generation(self) -> int:
+        return self.app.consumer_generation_id
+
+    @property
+    def rebalancing(self) -> bool:
+        return self.app.rebalancing
+
+    def assigned(self) -> list[int]:
+        """Source partitions the consumer group gave this worker."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - no consumer yet
+            return []
+        return sorted(tp.partition for tp in assignment if tp.topic == self.topic)

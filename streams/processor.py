@@ -1,0 +1,355 @@
+"""The worker's bookkeeping, apart from Faust: fold batches, skip, accept gaps, checkpoint, commit.
+
+Why a plain class: this is the most delicate logic of the product (what is counted once, what is
+durable, what may be committed), so it must be testable without a broker. Everything it touches
+outside its own state comes in through the small protocols below; `streams.factory` implements
+them on Faust and aiokafka, a unit test with a few lines of fakes.
+
+The rules it keeps:
+- records at offsets a state already holds (a restored checkpoint, a redelivery) are skipped;
+- a gap in offsets is counted and the fold goes on;
+- a checkpoint (the partition's dead letters, then its snapshot) counts as durable only once Kafka
+  has acknowledged every part of it, and only durable offsets are committed;
+- a dead letter is kept until Kafka has acknowledged it: a failed checkpoint sends it again;
+- a batch fetched in an older group generation, or during a rebalance for a partition without
+  state, is dropped (it is read again from the committed offset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.events import Rejection
+from crossing_monitor.core.metrics import PortMetrics
+from streams.state import PartitionState
+
+log = logging.getLogger("crossing_monitor.worker")
+
+SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Consecutive records of one source partition, as one fetch returned them."""
+
+    partition: int
+    records: list[Any]  # aiokafka ConsumerRecord, or anything with .offset and .value
+    generation: int  # the consumer group generation they were fetched in
+
+
+class CheckpointStore(Protocol):
+    """Where snapshots live: the newest one of a partition, and a send that resolves once Kafka has it."""
+
+    def get(self, partition: int) -> bytes | None: ...
+
+    def put(self, partition: int, blob: bytes) -> Awaitable[Any]: ...
+
+
+class DeadLetterSink(Protocol):
+    """The dead-letter topic: a send that resolves once Kafka has the letter."""
+
+    def send(self, key: bytes, value: bytes) -> Awaitable[Any]: ...
+
+
+class SourceLog(Protocol):
+    """The source topic as the consumer sees it, by partition number. Any method may raise while
+    the group rebalances; the processor then leaves the partition to its next owner."""
+
+    async def earliest(self, partition: int) -> int: ...
+
+    async def seek(self, offsets: Mapping[int, int]) -> None: ...
+
+    async def commit(self, offsets: Mapping[int, int]) -> bool: ...
+
+
+class Group(Protocol):
+    """This worker's membership of the consumer group, read live (it changes across awaits)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def rebalancing(self) -> bool: ...
+
+    def assigned(self) -> list[int]: ...
+
+
+class Processor:
+    """Per-partition state of this worker, fed by the agent and read by the web views."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        topic: str,
+        store: CheckpointStore,
+        dead_letters: DeadLetterSink,
+        source: SourceLog,
+        group: Group,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> None:
+        self.catalogue = catalogue
+        self.topic = topic
+        self.store = store
+        self.dead_letters = dead_letters
+        self.source = source
+        self.group = group
+        self.send_timeout = send_timeout
+        self.partitions: dict[int, PartitionState] = {}
+        self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
+        self.events_processed = 0
+        self.events_skipped = 0
+        self.batches_folded = 0
+        self.offsets_missing = 0
+        self.reads_again = 0
+        self.checkpoints_written = 0
+        self.last_checkpoint_bytes = 0
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def state_for(self, partition: int) -> PartitionState:
+        """The partition's state, restored from its newest checkpoint the first time it is asked for."""
+        found = self.partitions.get(partition)
+        if found is None:
+            snapshot = self.store.get(partition)
+            found = self.partitions[partition] = PartitionState.restore(partition, self.catalogue, snapshot)
+            if snapshot is not None:
+                log.info(
+                    "partition %d: restored checkpoint at offset %d (%d ports)",
+                    partition,
+                    found.restored_offset,
+                    len(found.monitor.ports),
+                )
+        return found
+
+    def state_of(self, batch: Batch) -> PartitionState | None:
+        """The state a batch folds into, or None when the batch is to be dropped (it comes again)."""
+        if batch.generation != self.group.generation:
+            return None  # fetched before a rebalance, which ends with a seek to the committed offsets
+        part = self.partitions.get(batch.partition)
+        if part is None:
+            if self.group.rebalancing:
+                return None  # revoked, or not restored yet: its owner reads it from the committed offset
+            part = self.state_for(batch.partition)
+        return part
+
+    def forget(self, partitions: set[int]) -> None:
+        """After a rebalance, state is rebuilt from the checkpoints of what this worker owns."""
+        for p in partitions:
+            self.partitions.pop(p, None)
+
+    # ---- folding ----------------------------------------------------------------------------
+
+    async def handle(self, batch: Batch) -> bool:
+        """One fetched batch, from the agent; True when it was folded in (else it comes again)."""
+        part = self.state_of(batch)
+        if part is None:
+            return False
+        first = batch.records[0].offset
+        if first > part.next_offset and not await self.read_past(part, first):
+            return False
+        self.fold(part, batch)
+        return True
+
+    def fold(self, part: PartitionState, batch: Batch) -> None:
+        """Fold a batch of one partition's records in; the checkpoint timer saves and commits them.
+
+        Records at offsets the state already holds (a restored checkpoint, a redelivery) are skipped,
+        so the committed offset may lag the checkpoint without anything being counted twice. The
+        caller has made sure the batch does not start past the state (see `read_past`).
+        """
+        process = part.monitor.process
+        next_offset = part.next_offset
+        folded = 0
+        for record in batch.records:
+            offset = record.offset
+            if offset < next_offset:
+                self.events_skipped += 1
+                continue
+            if offset > next_offset:
+                self.offsets_missing += offset - next_offset
+                log.warning(
+                    "partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1
+                )
+            raw = record.value if record.value is not None else b""
+            result = process(raw)
+            if type(result) is Rejection and result.reason != "duplicate":
+                part.dead_letters[offset] = self.dead_letter(part.partition, offset, raw, result)
+            next_offset = offset + 1
+            folded += 1
+        part.next_offset = next_offset
+        part.unsaved += folded
+        self.batches_folded += 1
+        self.events_processed += folded
+
+    def dead_letter(self, partition: int, offset: int, raw: bytes, rejection: Rejection) -> tuple[bytes, bytes]:
+        """(key, value) of the dead letter for a rejected record: reason, detail and the payload as sent."""
+        letter = {
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "topic": self.topic,
+            "partition": partition,
+            "offset": offset,
+            "payload": raw.decode("utf-8", errors="replace"),
+        }
+        return f"{self.topic}/{partition}/{offset}".encode(), orjson.dumps(letter)
+
+    async def read_past(self, part: PartitionState, first: int) -> bool:
+        """A batch starts at `first`, past the state's offset. True when the records in between no
+        longer exist (deleted by retention: the state goes on from the earliest offset); else seek back
+        so that they are read, and False (the batch is dropped; it comes again after them).
+
+        It should not happen: the consumer puts back what it cannot hand on, and every rebalance ends
+        with a seek to the restored offsets. This is the safety net: records deleted by retention before
+        they were folded in, or a batch dropped after a rebalance that a later batch overtook.
+        """
+        try:
+            earliest = await self.source.earliest(part.partition)
+        except Exception as exc:  # noqa: BLE001 - rebalancing: read from the state's offset again
+            log.info("partition %d: earliest offset unknown (%s)", part.partition, exc)
+            earliest = 0
+        if self.partitions.get(part.partition) is not part:
+            return False  # a rebalance came in between: the batch comes again
+        if earliest > part.next_offset:
+            log.warning(
+                "partition %d: offsets %d-%d were deleted (retention) before they were folded in; going on from %d",
+                part.partition,
+                part.next_offset,
+                earliest - 1,
+                earliest,
+            )
+            self.offsets_missing += earliest - part.next_offset
+            part.next_offset = earliest
+            if first <= earliest:
+                return True
+        self.reads_again += 1
+        log.info(
+            "partition %d: a batch skipped records from offset %d; reading them again", part.partition, part.next_offset
+        )
+        try:
+            await self.source.seek({part.partition: part.next_offset})
+        except Exception as exc:  # noqa: BLE001 - rebalancing: the next owner starts from the committed offset
+            log.info("partition %d: seek to %d failed (%s)", part.partition, part.next_offset, exc)
+        return False
+
+    # ---- checkpoints and commits --------------------------------------------------------------
+
+    @staticmethod
+    def needs_checkpoint(part: PartitionState) -> bool:
+        """Something folded in since the last checkpoint, a dead letter not acknowledged yet, or a
+        checkpoint that did not reach Kafka (tried again, even if nothing new came in)."""
+        return bool(part.unsaved or part.dead_letters or part.durable_offset < part.next_offset)
+
+    async def save(self, part: PartitionState) -> None:
+        """Send the partition's dead letters and snapshot (the producer keeps their order) and wait
+        until Kafka has them; only then does the checkpoint's offset count as durable. A dead letter
+        is forgotten once acknowledged, so a checkpoint that fails sends the rest again next time."""
+        lock = self._saving.setdefault(part.partition, asyncio.Lock())
+        async with lock:
+            if not self.needs_checkpoint(part):
+                return
+            letters = list(part.dead_letters.items())
+            sent = [self.dead_letters.send(key, value) for _, (key, value) in letters]
+            blob = part.snapshot()
+            sent.append(self.store.put(part.partition, blob))
+            offset = part.next_offset
+            part.unsaved = 0
+            part.checkpoint_offset = offset
+            self.checkpoints_written += 1
+            self.last_checkpoint_bytes = len(blob)
+            acked = await self._settle(part.partition, offset, sent)
+            for (letter_offset, _), ok in zip(letters, acked, strict=False):
+                if ok:
+                    part.dead_letters.pop(letter_offset, None)
+            if all(acked):
+                part.durable_offset = max(part.durable_offset, offset)
+
+    async def _settle(self, partition: int, offset: int, sent: list[Awaitable[Any]]) -> list[bool]:
+        """Wait (at most send_timeout) for the sends; whether each one was acknowledged."""
+        futures = [asyncio.ensure_future(s) for s in sent]
+        _, pending = await asyncio.wait(futures, timeout=self.send_timeout)
+        if pending:
+            log.warning(
+                "partition %d: checkpoint at %d not acknowledged within %.0f s", partition, offset, self.send_timeout
+            )
+        acked = [f.done() and not f.cancelled() and f.exception() is None for f in futures]
+        failed = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+        if failed:
+            log.warning("partition %d: checkpoint at %d not written (%s)", partition, offset, failed[0])
+        return acked
+
+    async def checkpoint_all(self, owned: set[int] | None = None) -> None:
+        """Checkpoint every partition (of `owned`, when given), all at once, and wait until Kafka
+        has the checkpoints."""
+        parts = [part for p, part in list(self.partitions.items()) if owned is None or p in owned]
+        await asyncio.gather(*(self.save(part) for part in parts))
+
+    def uncommitted(self) -> dict[int, int]:
+        """{partition: offset} of durable checkpoints not committed yet."""
+        return {
+            p: part.durable_offset for p, part in self.partitions.items() if part.durable_offset > part.committed_offset
+        }
+
+    def committed(self, offsets: Mapping[int, int]) -> None:
+        for p, offset in offsets.items():
+            part = self.partitions.get(p)
+            if part is not None:
+                part.committed_offset = max(part.committed_offset, offset)
+
+    async def tick(self) -> None:
+        """Checkpoint what this worker owns, wait until Kafka has it, then commit the offsets it holds,
+        unless a rebalance began meanwhile (a partition may already have a new owner)."""
+        group = self.group
+        if group.rebalancing:
+            return  # revoked() checkpoints
+        generation = group.generation
+        await self.checkpoint_all(owned=set(group.assigned()))
+        offsets = self.uncommitted()
+        if not offsets or group.rebalancing or group.generation != generation:
+            return
+        if await self.source.commit(offsets):
+            self.committed(offsets)
+
+    # ---- rebalances ---------------------------------------------------------------------------
+
+    async def revoked(self) -> None:
+        """Checkpoint before a rebalance, so the next owner starts where this worker stopped."""
+        await self.checkpoint_all()  # the next owner's recovery must read these checkpoints
+        self.forget(set(self.partitions))
+
+    def assigned(self) -> None:
+        """Drop whatever was folded in during the rebalance: it is uncommitted and will come again."""
+        self.forget(set(self.partitions))
+
+    async def rebalance_complete(self) -> None:
+        """Checkpoints are recovered: restore every assigned partition now, so that its figures are
+        served even before its next event arrives, and read each from its restored offset."""
+        offsets = {p: self.state_for(p).next_offset for p in self.group.assigned()}
+        # Faust seeks next to the committed offsets, but only of partitions that have one; start the
+        # others at the restored state, whatever was fetched (and put back) during the rebalance.
+        try:
+            await self.source.seek(offsets)
+        except Exception as exc:  # noqa: BLE001 - rebalancing again: the next assignment seeks again
+            log.info("seek to the restored offsets failed (%s)", exc)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def port_metrics(self, slug: str) -> PortMetrics | None:
+        for part in self.partitions.values():
+            found = part.monitor.ports.get(slug)
+            if found is not None:
+                return found
+        return None
+
+    def rejected(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for part in self.partitions.values():
+            for reason, n in part.monitor.rejected.items():
+                total[reason] = total.get(reason, 0) + n
+        return total

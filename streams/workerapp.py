@@ -1,0 +1,37 @@
+"""The Faust app class of the worker: what one app instance carries, for its views and its consumer.
+
+Why a subclass: the web views and the consumer need this instance's processor, settings, catalogue
+and the batch hand-off of its transport; keeping them on the app (set by `streams.factory.create_app`) means no module
+globals, so two apps can live in one process and nothing is built at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from crossing_monitor.core.catalogue import Catalogue
+from streams.processor import Processor
+from streams.settings import Settings
+from streams.transport import BatchHandoff, BatchTransport
+
+
+class WorkerApp(faust.App):
+    """A Faust app whose Kafka consumer hands the source topic on in batches (`streams.transport`)."""
+
+    settings: Settings
+    catalogue: Catalogue
+    processor: Processor
+    events_topic: Any  # faust TopicT of the source topic: the router finds a port's owner with it
+    registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
+
+    def _new_transport(self) -> BatchTransport:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+    def hand_off(self, handoff: BatchHandoff) -> None:
+        """Hand the records of `handoff.topics` to `handoff.on_batch` (before the consumer starts)."""
+        transport = self.transport
+        if not isinstance(transport, BatchTransport):
+            raise TypeError(f"transport {transport!r} cannot hand batches on")
+        transport.handoff = handoff

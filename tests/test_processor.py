@@ -1,0 +1,388 @@
+"""The worker's processor without Kafka: fold, skip, gaps, checkpoints, dead letters, rebalances, commits.
+
+Its collaborators are fakes with a switch to fail; every expected figure is what the metric core
+(`Monitor`, as `analyze` runs it) makes of the same lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from eventlog import crossing, event, lines
+
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.core.monitor import Monitor
+from streams.processor import Batch, Processor
+from streams.state import PartitionState
+
+CATALOGUE = load_catalogue()
+
+
+class SendFailed(Exception):
+    """What a fake Kafka raises for a send it does not acknowledge."""
+
+
+@dataclass
+class Record:
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class FakeTopic:
+    """Sends that resolve when awaited; `fail` makes them raise. `acked` is what Kafka holds."""
+
+    fail: bool = False
+    attempts: list[Any] = field(default_factory=list)
+    acked: list[Any] = field(default_factory=list)
+
+    def _send(self, item: Any):
+        self.attempts.append(item)
+        fail = self.fail
+
+        async def ack() -> None:
+            if fail:
+                raise SendFailed(f"not written: {item!r}"[:80])
+            self.acked.append(item)
+
+        return ack()
+
+
+class FakeStore(FakeTopic):
+    """The checkpoint table: the local copy is written at once, the changelog when acknowledged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[int, bytes] = {}
+
+    def get(self, partition: int) -> bytes | None:
+        return self.data.get(partition)
+
+    def put(self, partition: int, blob: bytes):
+        self.data[partition] = blob
+        return self._send((partition, blob))
+
+
+class FakeDeadLetters(FakeTopic):
+    def send(self, key: bytes, value: bytes):
+        return self._send((key, value))
+
+
+@dataclass
+class FakeSource:
+    earliest_offset: int = 0
+    seeks: list[dict[int, int]] = field(default_factory=list)
+    commits: list[dict[int, int]] = field(default_factory=list)
+
+    async def earliest(self, partition: int) -> int:
+        return self.earliest_offset
+
+    async def seek(self, offsets: Mapping[int, int]) -> None:
+        self.seeks.append(dict(offsets))
+
+    async def commit(self, offsets: Mapping[int, int]) -> bool:
+        self.commits.append(dict(offsets))
+        return True
+
+
+@dataclass
+class FakeGroup:
+    generation: int = 1
+    rebalancing: bool = False
+    partitions: list[int] = field(default_factory=lambda: [0])
+
+    def assigned(self) -> list[int]:
+        return list(self.partitions)
+
+
+@dataclass
+class Rig:
+    processor: Processor
+    store: FakeStore
+    letters: FakeDeadLetters
+    source: FakeSource
+    group: FakeGroup
+
+
+def rig(store: FakeStore | None = None, group: FakeGroup | None = None) -> Rig:
+    store = store or FakeStore()
+    letters, source, group = FakeDeadLetters(), FakeSource(), group or FakeGroup()
+    processor = Processor(CATALOGUE, "events", store, letters, source, group, send_timeout=1.0)
+    return Rig(processor, store, letters, source, group)
+
+
+def sample_lines() -> list[bytes]:
+    """Two ports, a duplicate, and one line of each other reject reason."""
+    evs: list[Any] = []
+    for i in range(6):
+        evs += crossing(
+            f"k{i}",
+            f"2024-03-0{1 + i % 2}T0{i}:00:00+08:00",
+            f"2024-03-0{1 + i % 2}T0{i}:20:00+08:00",
+            f"2024-03-0{1 + i % 2}T0{i}:50:00+08:00",
+            cargo_tonnes=10 + i,
+        )
+        evs += crossing(f"l{i}", f"2024-03-01T1{i}:00:00+05:45", None, f"2024-03-01T1{i}:30:00+05:45", port="lektse")
+    evs.insert(5, evs[2])  # a sensor sends twice
+    evs += [
+        b"{truncated",
+        event("gate.exited", "not a time"),
+        event("gate.exited", "2024-03-01T00:00:00Z", port="atlantis"),
+    ]
+    return lines(evs)
+
+
+def records(raw: list[bytes], start: int = 0) -> list[Record]:
+    return [Record(start + i, line) for i, line in enumerate(raw)]
+
+
+def batch(recs: list[Record], generation: int = 1, partition: int = 0) -> Batch:
+    return Batch(partition, recs, generation)
+
+
+def analyze(raw: list[bytes]) -> dict[str, Any]:
+    monitor = Monitor(CATALOGUE)
+    monitor.process_all(raw)
+    return monitor.report()
+
+
+def report(processor: Processor) -> dict[str, Any]:
+    """The processor's figures in the shape of `analyze`'s report."""
+    ports = {slug: m.report() for slug in CATALOGUE if (m := processor.port_metrics(slug)) is not None}
+    return {"ports": ports, "rejected": processor.rejected()}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# ---- folding ---------------------------------------------------------------------------------
+
+
+def test_fold_equals_analyze_and_rejections_become_dead_letters():
+    raw = sample_lines()
+    r = rig()
+
+    async def go() -> None:
+        for i in range(0, len(raw), 7):
+            assert await r.processor.handle(batch(records(raw[i : i + 7], i)))
+        await r.processor.tick()
+
+    run(go())
+    assert report(r.processor) == analyze(raw)
+    part = r.processor.partitions[0]
+    assert part.next_offset == len(raw) and part.durable_offset == len(raw)
+    letters = [orjson.loads(v) for _, v in r.letters.acked]
+    # a duplicate changes nothing and is no dead letter; the three other rejects are
+    assert sorted(x["reason"] for x in letters) == ["invalid", "malformed", "unknown_port"]
+    for (key, _), letter in zip(r.letters.acked, letters, strict=True):
+        assert raw[letter["offset"]].decode() == letter["payload"]
+        assert key == f"events/0/{letter['offset']}".encode()
+    assert r.source.commits == [{0: len(raw)}]
+
+
+def test_records_already_in_a_restored_state_are_skipped():
+    raw = sample_lines()
+    first = rig()
+    run(first.processor.handle(batch(records(raw[:20]))))
+    run(first.processor.tick())
+    again = rig(store=first.store)  # a new owner, from the checkpoint at offset 20
+    # the committed offset lagged the checkpoint: the consumer starts at 12 and redelivers 12..19
+    run(again.processor.handle(batch(records(raw[12:], 12))))
+    assert again.processor.events_skipped == 8
+    assert again.processor.events_processed == len(raw) - 20
+    assert report(again.processor) == analyze(raw)
+
+
+def test_a_gap_in_offsets_is_counted_and_the_fold_goes_on():
+    raw = sample_lines()
+    recs = records(raw)
+    kept = recs[:10] + recs[13:]  # offsets 10-12 never arrive (compaction, control records)
+    r = rig()
+    assert run(r.processor.handle(batch(kept)))
+    assert r.processor.offsets_missing == 3
+    assert r.processor.partitions[0].next_offset == len(raw)
+    assert report(r.processor) == analyze(raw[:10] + raw[13:])
+
+
+def test_a_batch_past_the_state_is_read_again_unless_retention_deleted_the_records():
+    raw = sample_lines()
+    r = rig()
+    run(r.processor.handle(batch(records(raw[:5]))))
+    # records 5..9 still exist: the batch starting at 10 is dropped and the partition sought back to 5
+    assert not run(r.processor.handle(batch(records(raw[10:], 10))))
+    assert r.source.seeks == [{0: 5}] and r.processor.reads_again == 1
+    assert r.processor.partitions[0].next_offset == 5
+    # retention deleted everything before 10: the batch is folded, the missing offsets counted
+    r.source.earliest_offset = 10
+    assert run(r.processor.handle(batch(records(raw[10:], 10))))
+    assert r.processor.offsets_missing == 5 and r.source.seeks == [{0: 5}]
+    assert report(r.processor) == analyze(raw[:5] + raw[10:])
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def test_a_failed_checkpoint_commits_nothing_and_loses_no_dead_letter():
+    raw = sample_lines()
+    r = rig()
+    run(r.processor.handle(batch(records(raw[:-3]))))  # every line but the three rejects
+    run(r.processor.tick())
+    assert r.source.commits == [{0: len(raw) - 3}]
+    r.store.fail = r.letters.fail = True
+    run(r.processor.handle(batch(records(raw[-3:], len(raw) - 3))))
+    run(r.processor.tick())
+    part = r.processor.partitions[0]
+    assert part.durable_offset == len(raw) - 3  # not advanced
+    assert r.source.commits == [{0: len(raw) - 3}]  # nothing more committed
+    assert r.letters.acked == [] and len(part.dead_letters) == 3
+    # Kafka is back: the next checkpoint sends the same dead letters, though nothing new came in
+    r.store.fail = r.letters.fail = False
+    run(r.processor.tick())
+    assert sorted(orjson.loads(v)["offset"] for _, v in r.letters.acked) == [len(raw) - 3, len(raw) - 2, len(raw) - 1]
+    assert part.dead_letters == {} and part.durable_offset == len(raw)
+    assert r.source.commits[-1] == {0: len(raw)}
+    # acknowledged letters are not sent again
+    run(r.processor.handle(batch(records([raw[0]], len(raw)))))  # a duplicate: no letter
+    run(r.processor.tick())
+    assert len(r.letters.attempts) == 6 and len(r.letters.acked) == 3
+
+
+def test_only_the_snapshot_failing_keeps_the_acknowledged_letters_acknowledged():
+    raw = sample_lines()
+    r = rig()
+    r.store.fail = True
+    run(r.processor.handle(batch(records(raw))))
+    run(r.processor.tick())
+    assert len(r.letters.acked) == 3 and r.processor.partitions[0].dead_letters == {}
+    assert r.source.commits == []
+    r.store.fail = False
+    run(r.processor.tick())
+    assert len(r.letters.attempts) == 3  # the letters were not sent twice
+    assert r.source.commits == [{0: len(raw)}]
+
+
+def test_only_durable_offsets_are_committed():
+    raw = sample_lines()
+    r = rig()
+    run(r.processor.handle(batch(records(raw[:10]))))
+    part = r.processor.partitions[0]
+    assert r.processor.uncommitted() == {}  # folded, not checkpointed: nothing to commit
+    run(r.processor.tick())
+    assert r.source.commits == [{0: 10}] and part.committed_offset == 10
+    run(r.processor.tick())  # nothing new: no second commit
+    assert r.source.commits == [{0: 10}]
+    r.store.fail = True
+    run(r.processor.handle(batch(records(raw[10:20], 10))))
+    run(r.processor.tick())
+    assert part.checkpoint_offset == 20 and part.durable_offset == 10 and r.processor.uncommitted() == {}
+    assert r.source.commits == [{0: 10}]
+
+
+def test_a_checkpoint_is_not_committed_when_a_rebalance_began_while_it_was_sent():
+    raw = sample_lines()
+    r = rig()
+    run(r.processor.handle(batch(records(raw[:10]))))
+
+    class Rebalancing(FakeStore):
+        def put(self, partition: int, blob: bytes):
+            r.group.generation += 1  # the group moved on while Kafka acknowledged the checkpoint
+            return super().put(partition, blob)
+
+    store = Rebalancing()
+    r.processor.store = store
+    run(r.processor.tick())
+    assert len(store.acked) == 1 and r.source.commits == []
+
+
+def test_a_restored_checkpoint_holds_every_field_and_the_right_offsets():
+    raw = sample_lines()
+    first = rig()
+    run(first.processor.handle(batch(records(raw[:30]))))
+    run(first.processor.tick())
+    before = first.processor.partitions[0]
+    again = rig(store=first.store)
+    after = again.processor.state_for(0)
+    assert set(after.monitor.ports) == set(before.monitor.ports) == {"khorgos", "lektse"}
+    for slug, metrics in before.monitor.ports.items():
+        restored = after.monitor.ports[slug]
+        assert restored.to_state() == metrics.to_state()
+        assert restored.report() == metrics.report()
+    assert after.monitor.rejected == before.monitor.rejected
+    assert (after.restored_offset, after.next_offset, after.checkpoint_offset, after.durable_offset) == (30,) * 4
+    assert after.committed_offset == -1 and after.unsaved == 0 and after.dead_letters == {}
+    # the restored state goes on exactly as the one that was never interrupted
+    run(first.processor.handle(batch(records(raw[30:], 30))))
+    run(again.processor.handle(batch(records(raw[30:], 30))))
+    assert report(again.processor) == report(first.processor) == analyze(raw)
+    # and the first tick commits the restored offset (unknown to the new owner)
+    run(again.processor.tick())
+    assert again.source.commits == [{0: len(raw)}]
+
+
+def test_an_empty_partition_restores_to_the_start():
+    part = rig().processor.state_for(3)
+    assert isinstance(part, PartitionState)
+    assert (part.restored_offset, part.next_offset, part.committed_offset) == (-1, 0, 0)
+
+
+# ---- rebalances --------------------------------------------------------------------------------
+
+
+def test_a_rebalance_in_the_middle():
+    raw = sample_lines()
+    r = rig(group=FakeGroup(partitions=[0, 1]))
+    p = r.processor
+    assert run(p.handle(batch(records(raw[:10]))))
+    run(p.tick())
+    assert run(p.handle(batch(records(raw[10:15], 10))))
+    # the group rebalances: revoke checkpoints everything folded in, then forgets it
+    r.group.rebalancing = True
+    run(p.revoked())
+    assert p.partitions == {}
+    assert r.store.acked[-1][0] == 0 and PartitionState.restore(0, CATALOGUE, r.store.data[0]).next_offset == 15
+    # a batch of the old generation still in the channel is dropped, and so is one of a partition
+    # with no state while the rebalance lasts
+    r.group.generation = 2
+    assert not run(p.handle(batch(records(raw[15:20], 15), generation=1)))
+    assert not run(p.handle(batch(records(raw[15:20], 15), generation=2)))
+    assert p.partitions == {} and p.events_processed == 15
+    # no commit while rebalancing
+    run(p.tick())
+    assert r.source.commits == [{0: 10}]
+    # partition 0 moves away; partition 1 stays
+    r.group.partitions = [1]
+    p.assigned()
+    r.group.rebalancing = False
+    run(p.rebalance_complete())
+    assert sorted(p.partitions) == [1] and r.source.seeks == [{1: 0}]
+    # the new owner of partition 0 restores at 15 and reads on from the committed offset (10)
+    owner = rig(store=r.store, group=FakeGroup(generation=2))
+    run(owner.processor.rebalance_complete())
+    assert owner.source.seeks == [{0: 15}]
+    assert run(owner.processor.handle(batch(records(raw[10:], 10), generation=2)))
+    assert owner.processor.events_skipped == 5
+    assert report(owner.processor) == analyze(raw)
+
+
+def test_a_revoked_state_folded_during_the_rebalance_is_forgotten_on_assignment():
+    raw = sample_lines()
+    r = rig()
+    run(r.processor.handle(batch(records(raw[:10]))))
+    r.group.rebalancing = True
+    run(r.processor.revoked())
+    r.processor.state_for(0)  # e.g. restored by a view during the rebalance
+    r.processor.assigned()
+    assert r.processor.partitions == {}
+
+
+@pytest.mark.parametrize("generation", [0, 2])
+def test_a_batch_of_another_generation_is_dropped(generation: int):
+    r = rig()
+    assert not run(r.processor.handle(batch(records(sample_lines()), generation=generation)))
+    assert r.processor.partitions == {} and r.processor.events_processed == 0
