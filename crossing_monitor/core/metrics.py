@@ -205,27 +205,27 @@ class PortMetrics:
         """The first change an event makes: its id, its sensor's clock (the watermark), its type's count."""
         ts = ev.ts
         sensor = ev.sensor_id
+        top_ts = self.top_ts
         if sensor == self.top_sensor:
-            if ts > self.top_ts:
+            if ts > top_ts:
                 self.top_ts = ts
                 if self.second_sensor is None:
                     self.watermark = ts
                     if ts >= self._next_hour:
                         self._advance(ts)
-        elif ts > self.top_ts:  # a new leader: the old one is now the highest of the others
-            watermark = self.top_ts
+        elif ts > top_ts:  # a new leader: the old one is now the highest of the others
             if self.top_sensor is not None:
                 self.second_sensor = self.top_sensor
-                self.second_ts = self.watermark = watermark
-                self._cut = watermark - LAST_HOUR
-                if watermark >= self._next_hour:
-                    self._advance(watermark)
+                self.second_ts = self.watermark = top_ts
+                self._cut = top_ts - LAST_HOUR
+                if top_ts >= self._next_hour:
+                    self._advance(top_ts)
             else:
                 self.watermark = ts
                 self._advance(ts)
             self.top_sensor = sensor
             self.top_ts = ts
-        elif self.second_sensor is None or ts > self.second_ts:
+        elif ts > self.second_ts:  # (second_ts starts below any ts)
             # the second sensor's clock is the watermark (it falls only when a second sensor first reports)
             self.second_sensor = sensor
             self.second_ts = self.watermark = ts
