@@ -60,7 +60,7 @@ class PartitionState:
             version = doc.get("version") if isinstance(doc, dict) else None
             raise SnapshotVersionError(f"checkpoint version {version!r} (this worker reads version {STATE_VERSION})")
         for slug, state in doc["ports"].items():
-            monitor.ports[slug] = PortMetrics.from_state(state)
+            monitor.ports[slug] = PortMetrics.from_state(state, catalogue.get(slug))
         monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
         offset = doc["offset"]
         return cls(
