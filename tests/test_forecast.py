@@ -175,3 +175,17 @@ def test_analyze_writes_the_predictions_file_beside_its_report(tmp_path, capsys)
     rows = [orjson.loads(line) for line in predictions.read_bytes().splitlines()]
     assert len(rows) == 6 and rows[0]["port"] == PORT
     assert "clear_seconds_one_more_lane" in report["ports"][PORT]["forecast"]["outbound"]
+
+
+def test_the_promtool_test_of_the_forecast_alert_is_the_incident_scenario_regenerated():
+    """tests/promtool/forecast_high.test.yml is what its generator writes from the simulated incident now
+    (test_alerts_promtool.py runs it through promtool: the forecast alert fires before the build-up one)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "promtool" / "forecast_incident.py"
+    spec = importlib.util.spec_from_file_location("forecast_incident", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render(module.sample()) == module.OUT.read_text(encoding="utf-8")
