@@ -89,7 +89,7 @@ def test_table_format_is_readable(tmp_path, capsys):
     assert main(["analyze", path]) == 0
     out = capsys.readouterr().out
     assert "khorgos" in out and "2023-09-27" in out and "malformed 1" in out
-    for column in ("clearance", "predicted wait", "flagged", "lanes in use"):
+    for column in ("clearance", "predicted wait", "to clear", "+1 lane", "flagged", "lanes in use"):
         assert column in out
     row = next(line for line in out.splitlines() if "khorgos" in line)
     assert "28.0/–" in row  # clearance of the one outbound truck: 09:00 → 09:28; no inbound one
