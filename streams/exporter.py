@@ -2,12 +2,14 @@
 
 Nothing is observed per event: every value, the counters and the histogram included, is derived
 from the same state `/api/ports` reports, so the two cannot disagree, a replay at 1000× shows
-what a live day would, and a restarted worker exports exactly what it exported before.
+what a live day would, and a restarted worker exports exactly what it exported before. The one
+exception is `crossing_events_rejected_total`, which has no port label and would fall when a
+rebalance takes partitions away: it counts what this process folded (`RisingCounts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -90,6 +92,49 @@ def port_families(ports: list[PortMetrics]) -> list[Metric]:
     return [vehicles, events, throughput, day, peak, peak_ts, histogram, inspection, queue, wait, watermark, cargo]
 
 
+class RisingCounts:
+    """Counters built from per-partition figures that never fall while the worker runs (SPEC §3).
+
+    A partition's figure (its rejections by reason, say) covers the partition's whole history and
+    moves with the partition, so the sum over the partitions a worker holds falls when a rebalance
+    takes some away and jumps when it brings some. Exported instead, per key: what the partitions
+    added while this process held them (each one's rise from the figure it arrived with, kept after
+    it leaves), which is what this process counted. Exact for Prometheus: `increase()` summed over
+    the workers counts every rejection once, whatever the rebalances, and a fresh lone worker
+    exports what `analyze` counts; a restarted worker starts again from zero, as any process's
+    counter does. A figure that falls (a state restored from an older checkpoint) is the new
+    starting point, never subtracted. Call `update` with the figures of partitions about to be
+    forgotten (before a rebalance), or their rise since the last update is counted by no one.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[int, dict[Hashable, float]] = {}
+        self._totals: dict[Hashable, float] = {}
+
+    def update(
+        self,
+        figures: Mapping[int, Mapping[Hashable, float]],
+        arrived: Mapping[int, Mapping[Hashable, float]] | None = None,
+    ) -> dict[Hashable, float]:
+        """Take each held partition's figures now; return the totals to export.
+
+        `arrived`: the figures partitions had when this process got them (restored from their
+        checkpoint), so that what a partition added before its first update counts too.
+        """
+        totals = self._totals
+        for partition, now in figures.items():
+            last = self._last.get(partition)
+            if last is None:  # not seen yet: its rise since it arrived (else from here on)
+                last = (arrived or {}).get(partition, now)
+            for key, value in now.items():
+                rise = value - last.get(key, 0)
+                totals[key] = totals.get(key, 0) + (rise if rise > 0 else 0)
+            self._last[partition] = dict(now)
+        for partition in [p for p in self._last if p not in figures]:
+            del self._last[partition]  # gone: what it added here stays in the totals
+        return dict(totals)
+
+
 class WorkerCollector:
     """Collector for one worker: its ports, its rejected counts and its own health."""
 
@@ -97,6 +142,7 @@ class WorkerCollector:
         self.processor = processor
         self.app = app
         self.settings = settings
+        self.rejected = RisingCounts()
 
     def describe(self) -> list[Metric]:
         return []
@@ -106,7 +152,10 @@ class WorkerCollector:
         parts = list(processor.partitions.values())
         yield from port_families([m for part in parts for m in part.monitor.ports.values()])
         rejected = CounterMetricFamily("crossing_events_rejected", "Rejected inputs by reason", labels=["reason"])
-        totals = processor.rejected()
+        held = processor.partitions.items()
+        totals = self.rejected.update(
+            {p: part.monitor.rejected for p, part in held}, {p: part.restored_rejected for p, part in held}
+        )
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], totals.get(reason, 0))
         yield rejected

@@ -36,6 +36,8 @@ class PartitionState:
     durable_offset: int = 0  # next_offset of the last checkpoint Kafka acknowledged
     committed_offset: int = 0  # the source offset this worker last committed (never past durable_offset)
     dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to send
+    # rejections by reason in the state this worker restored: where its own count starts (streams.exporter)
+    restored_rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""
@@ -65,6 +67,7 @@ class PartitionState:
             checkpoint_offset=offset,
             durable_offset=offset,
             committed_offset=-1,  # unknown: the restored offset is committed at the next tick
+            restored_rejected=dict(monitor.rejected),
         )
 
 
