@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
 
@@ -29,10 +29,6 @@ def quiet_aiokafka():
     return quiet_logger("aiokafka")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class Publisher:
     """A started producer for one topic; `send` never waits for the broker unless 64 batches are
     in flight; `flush` hands over every open batch and waits until all are acknowledged."""
@@ -44,7 +40,7 @@ class Publisher:
         *,
         linger_ms: int = 100,
         batch_bytes: int = 1 << 20,
-        say: Callable[[str], None] = _say,
+        say: Callable[[str], None] = say,
         attempts: int | None = None,
     ) -> None:
         self.bootstrap = bootstrap

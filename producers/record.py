@@ -19,7 +19,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.bootstrap import bootstrap_servers
 from crossing_monitor.logs.files import message_line
 from producers import publish
 from producers.logs import open_out
@@ -63,10 +65,6 @@ async def _connect(bootstrap: str, say: Callable[[str], None]):
     raise UserError(f"cannot reach Kafka at {bootstrap} after {attempts} attempts ({last}); is a broker running?")
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 async def record(
     bootstrap: str,
     topic: str,
@@ -76,7 +74,7 @@ async def record(
     follow: bool = False,
     stop: asyncio.Event | None = None,
     progress: Callable[[int, int | None], None] | None = None,
-    say: Callable[[str], None] = _say,
+    say: Callable[[str], None] = say,
 ) -> int:
     """Record `topic` into `out_path`; returns the number of messages written."""
     from aiokafka.structs import TopicPartition
@@ -158,9 +156,7 @@ def _progress_line(enabled: bool) -> Callable[[int, int | None], None] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from crossing_monitor.cli import bootstrap_of
-
-    bootstrap = bootstrap_of(args)
+    bootstrap = bootstrap_servers(args.bootstrap)
     open_out(args.out).close() if args.out != "-" else None  # a bad path fails before connecting
 
     async def run() -> int:

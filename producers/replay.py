@@ -20,6 +20,7 @@ import orjson
 
 from crossing_monitor.core.events import parse_timestamp
 from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.bootstrap import bootstrap_servers
 from crossing_monitor.logs.files import LogError, open_log, read_lines
 from producers.pacing import Pacer
 from producers.progress import parse_speed, progress_bar
@@ -97,15 +98,13 @@ async def replay(path: str, bootstrap: str, topic: str, speed: float | None, sho
 
 
 def main(args: argparse.Namespace) -> int:
-    from crossing_monitor.cli import bootstrap_of
-
     speed = parse_speed(args.speed)
     try:
         with open_log(args.log):  # a missing or unreadable log fails before connecting
             pass
     except LogError as exc:
         raise UserError(str(exc)) from None
-    bootstrap = bootstrap_of(args)
+    bootstrap = bootstrap_servers(args.bootstrap)
     started = time.monotonic()
     n = asyncio.run(replay(args.log, bootstrap, args.topic, speed, not args.no_progress))
     seconds = time.monotonic() - started

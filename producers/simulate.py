@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from crossing_monitor.core.catalogue import Catalogue, CatalogueError, load_catalogue
 from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.bootstrap import bootstrap_servers
 from producers.config import ConfigError
 from producers.faults import parse_faults
 from producers.logs import open_out
@@ -220,9 +221,7 @@ def main(args: argparse.Namespace) -> int:
         n = write(run, args.out, speed, show)
         where = args.out
     else:
-        from crossing_monitor.cli import bootstrap_of
-
-        bootstrap = bootstrap_of(args)
+        bootstrap = bootstrap_servers(args.bootstrap)
         print(f"simulating {_describe(run)} → {bootstrap} topic {args.topic}", file=sys.stderr, flush=True)
         n = asyncio.run(publish(run, bootstrap, args.topic, speed, show))
         where = f"topic {args.topic}"

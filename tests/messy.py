@@ -1,5 +1,7 @@
-"""A messy log, as real sensors make them: resent events, reordering, a port that was offline for
-hours and uploads late, mixed offsets, malformed lines, unknown ports and invalid events."""
+"""A messy log, as real sensors make them: the simulator's own sensor faults (resent events, missed
+ones, a clock that runs ahead, a port offline for hours that uploads late), then what only a log or
+a gateway adds: mixed offsets, lines shuffled within small windows, malformed lines, unknown ports
+and invalid events."""
 
 from __future__ import annotations
 
@@ -9,13 +11,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 
 from crossing_monitor.core.catalogue import load_catalogue
-from crossing_monitor.synthetic import events
+from producers.faults import Faults
+from producers.run import Run
 
 START = datetime.fromisoformat("2023-09-26T00:00:00+08:00")
 UTC_MINUS_5 = timezone(timedelta(hours=-5))
+FAULTS = Faults(duplicates=0.03, missed=0.01, offline=6.0, skew=120.0)
+SHUFFLE_WINDOW = 30  # lines
+BAD_LINES = 25
 
 
 def _reoffset(line: bytes, rng: random.Random) -> bytes:
+    """The same instant written with another offset: Z or -05:00."""
     obj = orjson.loads(line)
     instant = datetime.fromisoformat(obj["ts"])
     if rng.random() < 0.5:
@@ -25,63 +32,39 @@ def _reoffset(line: bytes, rng: random.Random) -> bytes:
     return orjson.dumps(obj)
 
 
+def _bad_line(kind: str, i: int, rng: random.Random) -> bytes:
+    """One line the monitor must send to the dead letters with reason `kind`."""
+    if kind == "malformed":
+        return rng.choice([b"{truncated", b"[1,2,3]", b"\x00\x01binary", b"not json at all", b'"just a string"'])
+    event = {
+        "event_id": f"bad-{i}",
+        "type": "gate.exited",
+        "ts": "2023-09-26T10:00:00",  # no offset: invalid
+        "port": "khorgos",
+        "lane": "L1",
+        "direction": "outbound",
+        "vehicle_id": "x",
+        "vehicle_class": "truck",
+        "sensor_id": "s",
+    }
+    if kind == "unknown_port":
+        event.update(event_id=f"moon-{i}", ts="2023-09-26T10:00:00Z", port="moonbase")
+    return orjson.dumps(event)
+
+
 def messy_log(days: float = 1.5, seed: int = 11) -> tuple[list[bytes], dict[str, int]]:
     """The lines of a messy log and how many bad lines of each kind it holds."""
     rng = random.Random(seed)
-    clean = list(events(load_catalogue(), START, int(days + 0.999), seed=seed))
-    clean = clean[: int(len(clean) * days / int(days + 0.999))]
-    offline_from, offline_to = START + timedelta(hours=10), START + timedelta(hours=16)
-    lines: list[bytes] = []
-    late: list[bytes] = []
-    for line in clean:
-        obj = orjson.loads(line)
-        if rng.random() < 0.3:
-            line = _reoffset(line, rng)
-        if obj["port"] == "irkeshtam" and offline_from <= datetime.fromisoformat(obj["ts"]) < offline_to:
-            late.append(line)  # buffered at the port, uploaded when it comes back
-            continue
-        lines.append(line)
-        if rng.random() < 0.03:
-            lines.insert(len(lines) - rng.randint(0, 40), line)  # a sensor resends, a little later
-    # local reordering within windows of 30 lines
-    for i in range(0, len(lines), 30):
-        window = lines[i : i + 30]
+    catalogue = load_catalogue()
+    run = Run(catalogue, list(catalogue), START, days, seed=seed, faults=FAULTS)
+    lines = [_reoffset(line, rng) if rng.random() < 0.3 else line for line in run.lines()]
+    for i in range(0, len(lines), SHUFFLE_WINDOW):
+        window = lines[i : i + SHUFFLE_WINDOW]
         rng.shuffle(window)
-        lines[i : i + 30] = window
-    lines += late
+        lines[i : i + SHUFFLE_WINDOW] = window
     bad = {"malformed": 0, "invalid": 0, "unknown_port": 0}
-    for i in range(25):
+    for i in range(BAD_LINES):
         kind = ("malformed", "invalid", "unknown_port")[i % 3]
-        if kind == "malformed":
-            junk = rng.choice([b"{truncated", b"[1,2,3]", b"\x00\x01binary", b"not json at all", b'"just a string"'])
-        elif kind == "invalid":
-            junk = orjson.dumps(
-                {
-                    "event_id": f"bad-{i}",
-                    "type": "gate.exited",
-                    "ts": "2023-09-26T10:00:00",
-                    "port": "khorgos",
-                    "lane": "L1",
-                    "direction": "outbound",
-                    "vehicle_id": "x",
-                    "vehicle_class": "truck",
-                    "sensor_id": "s",
-                }
-            )
-        else:
-            junk = orjson.dumps(
-                {
-                    "event_id": f"moon-{i}",
-                    "type": "gate.exited",
-                    "ts": "2023-09-26T10:00:00Z",
-                    "port": "moonbase",
-                    "lane": "L1",
-                    "direction": "outbound",
-                    "vehicle_id": "x",
-                    "vehicle_class": "truck",
-                    "sensor_id": "s",
-                }
-            )
-        lines.insert(rng.randrange(len(lines)), junk + b" " * (i // 3))  # each bad line distinct
+        lines.insert(rng.randrange(len(lines)), _bad_line(kind, i, rng) + b" " * (i // 3))  # each bad line distinct
         bad[kind] += 1
     return lines, bad

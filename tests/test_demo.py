@@ -90,3 +90,84 @@ def test_demo_fills_every_port_moves_metrics_and_stops_on_sigint(tmp_path):
     assert "Ctrl-C stops everything" in out and "stopped" in out
     left = [p for p in children if subprocess.run(["ps", "-p", str(p)], capture_output=True).returncode == 0]
     assert left == [], f"processes left behind: {left}"
+
+
+def _start_demo(tmp_path, stdout=subprocess.PIPE) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossing_monitor", "demo", "--web-port", str(port), "--workdir", str(tmp_path)],
+        stdout=stdout,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc, port
+
+
+def _wait_for_banner(proc: subprocess.Popen) -> None:
+    """Read the demo's stdout up to its banner: by then every child it runs has been started."""
+    for line in iter(proc.stdout.readline, b""):
+        if b"crossing-monitor demo is running" in line:
+            return
+    raise AssertionError(f"the demo ended before its banner (exit {proc.wait(5)})")
+
+
+def _alive(pids: set[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(") ", 1)[1][0] != "Z":  # a zombie has ended
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def _children_end(children: set[int], within: float) -> list[int]:
+    wait_until(lambda: not _alive(children), within, f"the demo's children {sorted(children)} to end")
+    return _alive(children)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_the_demo_stops_everything_it_started_on_sigterm_and_sighup(tmp_path, sig):
+    proc, _ = _start_demo(tmp_path)
+    try:
+        _wait_for_banner(proc)
+        children = _descendants(proc.pid)
+        assert len(children) >= 3, "worker, traffic and the broker at least"
+        proc.send_signal(sig)
+        assert proc.wait(60) == 0
+        assert _children_end(children, 15) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_demo_killed_outright_takes_its_children_with_it(tmp_path):
+    """SIGKILL cannot be caught: the children's parent-death signal stops them."""
+    proc, _ = _start_demo(tmp_path)
+    children: set[int] = set()
+    try:
+        _wait_for_banner(proc)
+        children = _descendants(proc.pid)
+        assert len(children) >= 3
+        proc.kill()
+        proc.wait(10)
+        assert _children_end(children, 60) == []
+    finally:
+        for pid in _alive(children):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_demo_notices_a_closed_stdout(tmp_path):
+    """`crossing-monitor demo | head -n 3`: once head has gone, the demo stops and cleans up."""
+    proc, _ = _start_demo(tmp_path)
+    try:
+        _wait_for_banner(proc)
+        children = _descendants(proc.pid)
+        proc.stdout.close()  # the reader goes away, as head does after its lines
+        assert proc.wait(60) == 0
+        assert _children_end(children, 15) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -117,10 +117,10 @@ def test_broker_fetch_only_fills_the_cache_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CROSSING_MONITOR_CACHE", str(tmp_path / "cache"))
     assert cli_main(["broker", "--fetch-only"]) == 0
     assert kafka_local.marker_path().is_file()
-    assert kafka_local.marker_path().parent == tmp_path / "cache" / "kafka-3.9.1"
-    assert len(list(kafka_local.libs_dir().glob("*.jar"))) > 50
+    assert kafka_local.marker_path().parent == tmp_path / "cache" / f"kafka-{kafka_local.KAFKA_VERSION}"
+    assert len(list(kafka_local.libs_dir().glob("*.jar"))) > 30
     assert [p.name for p in (tmp_path / "cache").iterdir() if ".partial-" in p.name] == []
-    assert "fetching Apache Kafka 3.9.1" in capsys.readouterr().err
+    assert f"fetching Apache Kafka {kafka_local.KAFKA_VERSION}" in capsys.readouterr().err
 
     assert cli_main(["broker", "--fetch-only"]) == 0  # cached: no second download
     assert "fetching" not in capsys.readouterr().err
@@ -140,3 +140,39 @@ def test_missing_tools_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CROSSING_MONITOR_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="`java` not found"):
         kafka_local.fetch_jars()
+
+
+def _round_trip_once(broker: LocalKafka) -> None:
+    topic = f"test.version.{uuid.uuid4().hex[:8]}"
+    create_topics(broker.bootstrap, {topic: 2})
+    messages = [(f"port-{i % 3}".encode(), f"{i}".encode()) for i in range(50)]
+    asyncio.run(_produce(broker.bootstrap, topic, messages))
+    got = asyncio.run(_consume(broker.bootstrap, topic, len(messages)))
+    assert sorted((m.key, m.value) for m in got) == sorted(messages)
+
+
+@pytest.mark.kafka
+def test_the_default_broker_is_kafka_4_with_its_own_log4j2_configuration(kafka):
+    if not isinstance(kafka, LocalKafka):
+        pytest.skip("an external test broker (CROSSING_MONITOR_TEST_BOOTSTRAP) is not launched here")
+    assert kafka.version == kafka_local.KAFKA_VERSION
+    if kafka_local.major_version(kafka.version) < 4:
+        pytest.skip(f"{kafka_local.VERSION_VARIABLE} selects Kafka {kafka.version} for this run")
+    assert (kafka.data_dir / "log4j2.properties").is_file()
+    out = (kafka.data_dir / "broker.out").read_text(errors="replace")
+    assert "No configuration found" not in out and "Reconfiguration failed" not in out, out[-2000:]
+    assert "Kafka Server started" in kafka.log_path.read_text(errors="replace")  # log4j2 writes our log file
+
+
+@pytest.mark.kafka
+def test_kafka_3_9_is_still_selectable_and_runs():
+    """The bridge release, selected by version (the variable picks it for a whole run)."""
+    with LocalKafka(version="3.9.1") as broker:
+        assert (broker.data_dir / "log4j.properties").is_file()
+        _round_trip_once(broker)
+        assert "Kafka Server started" in broker.log_path.read_text(errors="replace")
+
+
+def test_an_unknown_kafka_version_is_one_clear_error():
+    with pytest.raises(UserError, match="CROSSING_MONITOR_KAFKA_VERSION='5.0': use an Apache Kafka release"):
+        LocalKafka(version="5.0")

@@ -1,6 +1,6 @@
 """Issue 5 end to end: the REAL worker, fed through the real broker, scraped by the real Prometheus.
 
-A day of synthetic traffic at all seven ports, with event times ending just before now, goes
+A day of simulated traffic (producers.run) at all seven ports, with event times ending just before now, goes
 through Kafka into a `crossing-monitor worker`; once `/api/ports` equals the figures of the same
 lines folded by the metric core (what `analyze` prints), a real Prometheus (the shipped rules,
 durations scaled by 1/60: a minute of rules is a second here) scrapes the worker and sends its
@@ -39,12 +39,12 @@ from test_prometheus_live import (
 )
 from workers import WorkerProcess, api_equals, produce, wait_until
 
-from crossing_monitor import synthetic
 from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.core.monitor import Monitor
 from dashboards import wall
 from dashboards.promconfig import duration_seconds
 from dashboards.webhook import WebhookReceiver
+from producers.run import Run
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -73,7 +73,7 @@ def _scenario(now: datetime) -> list[bytes]:
     cutoff = now - timedelta(minutes=5)
     out = [
         line
-        for line in synthetic.events(catalogue, now - timedelta(days=1, minutes=30), 1)
+        for line in Run(catalogue, list(catalogue), now - timedelta(days=1, minutes=30), 1).lines()
         if datetime.fromisoformat(orjson.loads(line)["ts"]) <= cutoff
     ]
     for slug in catalogue:

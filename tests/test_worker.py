@@ -157,10 +157,10 @@ def test_a_worker_joining_during_a_backlog_changes_nothing(kafka, topic, tmp_pat
     workers end exact, and neither crashes."""
     from datetime import datetime
 
-    from crossing_monitor import synthetic
+    from producers.run import Run
 
     catalogue = load_catalogue()
-    lines = list(synthetic.events(catalogue, datetime.fromisoformat("2025-03-01T00:00:00+08:00"), 90))
+    lines = list(Run(catalogue, list(catalogue), datetime.fromisoformat("2025-03-01T00:00:00+08:00"), 90).lines())
     monitor = Monitor(catalogue)
     monitor.process_all(lines)
     expected = monitor.report()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from crossing_monitor import __version__
 from crossing_monitor.errors import UserError
+from crossing_monitor.kafka.bootstrap import DEFAULT_BOOTSTRAP, bootstrap_servers
 
 __all__ = ["UserError", "bootstrap_of", "build_parser", "main"]
 
@@ -20,6 +21,14 @@ __all__ = ["UserError", "bootstrap_of", "build_parser", "main"]
 def _handler(spec: str) -> Callable[[argparse.Namespace], int]:
     module, _, func = spec.partition(":")
     return getattr(importlib.import_module(module), func)
+
+
+def _add_catalogue_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
+
+
+def _add_progress_option(p: argparse.ArgumentParser, kind: str = "bar") -> None:
+    p.add_argument("--no-progress", action="store_true", help=f"never show a progress {kind}")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +39,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("log", help="recorded log: .jsonl or .jsonl.gz ('-' reads standard input)")
     p.add_argument("--format", choices=("json", "table"), default="table", help="output format (default: table)")
-    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
-    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_catalogue_option(p)
+    _add_progress_option(p)
     p.set_defaults(handler="crossing_monitor.cli.analyze:main")
 
 
@@ -71,7 +80,6 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="crossing_monitor.cli.broker:main")
 
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "crossing.events"
 
 
@@ -117,8 +125,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         "offline[=hours], skew[=seconds] (defaults 0.01, 0.01, 3, 120)",
     )
     p.add_argument("--out", help="write a log (.jsonl or .jsonl.gz; '-' = stdout) instead of publishing to Kafka")
-    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
-    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_catalogue_option(p)
+    _add_progress_option(p)
     _add_kafka_options(p)
     p.set_defaults(handler="producers.simulate:main")
 
@@ -133,7 +141,7 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="log file to write (.jsonl.gz or .jsonl)")
     p.add_argument("--from-now", action="store_true", help="start at the end of the topic, not its beginning")
     p.add_argument("--follow", action="store_true", help="keep recording until Ctrl-C, not just to the end")
-    p.add_argument("--no-progress", action="store_true", help="never show a progress line")
+    _add_progress_option(p, "line")
     _add_kafka_options(p)
     p.set_defaults(handler="producers.record:main")
 
@@ -147,7 +155,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("log", help="recorded log (.jsonl or .jsonl.gz)")
     p.add_argument("--speed", default="1", help="1 = original pace, N = N× faster, 'max' = as fast as possible")
-    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _add_progress_option(p)
     _add_kafka_options(p, "topic to replay into; use another one to keep live figures untouched")
     p.set_defaults(handler="producers.replay:main")
 
@@ -163,7 +171,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--web-host", default="127.0.0.1", help="address of the HTTP server (default 127.0.0.1)")
     p.add_argument("--web-port", type=int, default=6066, help="port of the HTTP server (default 6066)")
-    p.add_argument("--catalogue", help="port catalogue file (default: the one shipped with the product)")
+    _add_catalogue_option(p)
     p.add_argument("--data-dir", help="worker data directory (default: ./var/worker-<web port>)")
     p.add_argument("--loglevel", default="info", help="log level (default info)")
     _add_kafka_options(p, "sensor events topic")
@@ -237,7 +245,5 @@ if __name__ == "__main__":
 
 
 def bootstrap_of(args: argparse.Namespace) -> str:
-    """The Kafka bootstrap servers: --bootstrap, else $CROSSING_MONITOR_BOOTSTRAP, else the local default."""
-    import os
-
-    return args.bootstrap or os.environ.get("CROSSING_MONITOR_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+    """The Kafka bootstrap servers of a command's --bootstrap option (see kafka.bootstrap)."""
+    return bootstrap_servers(args.bootstrap)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import time
 
+from crossing_monitor.console import speaker
 from crossing_monitor.kafka.broker import KAFKA_VERSION, BrokerError, LocalKafka, fetch_jars
 
-
-def _say(message: str) -> None:
-    print(f"crossing-monitor broker: {message}", file=sys.stderr, flush=True)
+_say = speaker("crossing-monitor broker: ")
 
 
 def main(args: argparse.Namespace) -> int:

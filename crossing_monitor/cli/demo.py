@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import http.client
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta
 from math import inf
 from pathlib import Path
 
+from crossing_monitor.children import die_with_parent
+from crossing_monitor.console import speaker
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.broker import free_port
 
@@ -28,8 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HISTORY_SECONDS = 30.0
 
 
-def _say(message: str) -> None:
-    print(f"demo: {message}", file=sys.stderr, flush=True)
+_say = speaker("demo: ")
 
 
 class Children:
@@ -40,7 +46,15 @@ class Children:
 
     def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(log, "ab")  # noqa: SIM115 - the child holds it
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,  # Ctrl-C reaches the demo, which stops its children in order
+            preexec_fn=die_with_parent(),  # and a demo killed outright takes them with it
+        )
         out.close()
         self.procs.append((name, proc))
         return proc
@@ -65,18 +79,51 @@ class Children:
         self.procs.clear()
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
-    import httpx
+def stdout_closed() -> bool:
+    """True once nobody reads our standard output any more (`demo | head -n 3` after head exits).
 
+    A pipe whose reader has gone polls as an error on the writing end; a terminal that goes away
+    sends SIGHUP instead, and a file never closes under us.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _stdout_to_devnull() -> None:
+    """Nothing more reaches a closed stdout: not even Python's flush at exit (no BrokenPipe noise)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the demo's children: never via a proxy
+
+
+def _answers(url: str) -> bool:
+    """Whether the server at `url` is up: any answer but a server error (the standard library, so that
+    the demo runs from a plain `pip install`)."""
+    try:
+        with _LOCAL.open(url, timeout=1) as response:
+            return response.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise UserError(f"{name} exited with {proc.returncode} while starting; see its log")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
+        if _answers(url):
+            return
         time.sleep(0.3)
     raise UserError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
@@ -188,8 +235,8 @@ def main(args: argparse.Namespace) -> int:
     def _stop(*_: object) -> None:
         stopping["now"] = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its terminal was closed
+        signal.signal(sig, _stop)
     try:
         if args.bootstrap:
             bootstrap = bootstrap_of(args)
@@ -256,7 +303,14 @@ def main(args: argparse.Namespace) -> int:
         )
         while not stopping["now"]:
             children.check()
+            if stdout_closed():
+                _say("standard output was closed; stopping")
+                _stdout_to_devnull()
+                break
             time.sleep(0.5)
+    except BrokenPipeError:  # the banner went to a reader that has gone
+        _say("standard output was closed; stopping")
+        _stdout_to_devnull()
     finally:
         children.stop()
         if broker is not None:

@@ -1,1 +1,1 @@
-"""Kafka for every component: TLS/SASL settings, topic administration, and a local broker for development."""
+"""Kafka for every component: which servers, TLS/SASL, topic administration, a local broker for development."""

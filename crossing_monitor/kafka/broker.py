@@ -14,24 +14,26 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from crossing_monitor.children import die_with_parent
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
 
 __all__ = [
     "HOST",
+    "DEFAULT_KAFKA_VERSION",
     "KAFKA_VERSION",
     "BrokerError",
     "LocalKafka",
@@ -47,9 +49,16 @@ __all__ = [
 log = logging.getLogger("crossing_monitor.kafka.broker")
 
 HOST = "127.0.0.1"  # the only address anything here binds or advertises
-KAFKA_VERSION = "3.9.1"
+DEFAULT_KAFKA_VERSION = "4.1.1"  # Kafka 4 (KRaft only); 3.9 is the bridge release, still selectable
+VERSION_VARIABLE = "CROSSING_MONITOR_KAFKA_VERSION"
+KAFKA_VERSION = os.environ.get(VERSION_VARIABLE) or DEFAULT_KAFKA_VERSION
 SCALA_VERSION = "2.13"
-SLF4J_BINDING = ("org.slf4j", "slf4j-reload4j", "1.7.36")
+# Kafka's jars log through SLF4J 1.7 and ship no binding: Kafka 3 logs with reload4j (log4j 1
+# configuration), Kafka 4 with log4j2 (its jars bring log4j-core; SLF4J reaches it through this bridge).
+SLF4J_BINDINGS = {
+    3: ("org.slf4j", "slf4j-reload4j", "1.7.36"),
+    4: ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3"),
+}
 MARKER = "COMPLETE"
 
 START_TIMEOUT = 60.0
@@ -98,22 +107,31 @@ def cache_root() -> Path:
     return base / "crossing-monitor"
 
 
-def kafka_home() -> Path:
+def major_version(version: str) -> int:
+    """3 or 4 from "3.9.1" or "4.1.1"; a UserError for anything this launcher cannot run."""
+    match = re.fullmatch(r"(\d+)\.\d+\.\d+", version)
+    if match is None or int(match[1]) not in SLF4J_BINDINGS:
+        supported = " or ".join(f"{m}.x.y" for m in SLF4J_BINDINGS)
+        raise UserError(f"{VERSION_VARIABLE}={version!r}: use an Apache Kafka release {supported}, e.g. 4.1.1 or 3.9.1")
+    return int(match[1])
+
+
+def kafka_home(version: str = KAFKA_VERSION) -> Path:
     """The cached Kafka installation: `libs/` plus the completion marker."""
-    return cache_root() / f"kafka-{KAFKA_VERSION}"
+    return cache_root() / f"kafka-{version}"
 
 
-def libs_dir() -> Path:
-    return kafka_home() / "libs"
+def libs_dir(version: str = KAFKA_VERSION) -> Path:
+    return kafka_home(version) / "libs"
 
 
-def marker_path() -> Path:
+def marker_path(version: str = KAFKA_VERSION) -> Path:
     """Written last, inside the directory that is renamed into place: its presence means complete."""
-    return kafka_home() / MARKER
+    return kafka_home(version) / MARKER
 
 
-def jars_cached() -> bool:
-    return marker_path().is_file() and (libs_dir() / f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar").is_file()
+def jars_cached(version: str = KAFKA_VERSION) -> bool:
+    return marker_path(version).is_file() and (libs_dir(version) / f"kafka_{SCALA_VERSION}-{version}.jar").is_file()
 
 
 def _require(tool: str, why: str, hint: str) -> str:
@@ -142,43 +160,44 @@ def _locked(path: Path, progress: Progress) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def fetch_jars(progress: Progress | None = None) -> Path:
+def fetch_jars(progress: Progress | None = None, version: str = KAFKA_VERSION) -> Path:
     """Make sure Kafka's jars are cached and return their directory (fast no-op when they are).
 
     The download goes into a temporary sibling directory which is renamed into place only after
     the marker is written, so an interrupted fetch never leaves a cache that looks complete.
     """
     say = progress or log.info
+    binding = SLF4J_BINDINGS[major_version(version)]
     _require_java()
-    if jars_cached():
-        return libs_dir()
+    if jars_cached(version):
+        return libs_dir(version)
     mvn = _require(
         "mvn", "to fetch Apache Kafka's jars from Maven Central", "install Maven, e.g. apt-get install maven"
     )
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    home = kafka_home()
+    home = kafka_home(version)
     with _locked(root / f"{home.name}.lock", say):
-        if jars_cached():  # another process finished while we waited
-            return libs_dir()
+        if jars_cached(version):  # another process finished while we waited
+            return libs_dir(version)
         for stale in root.glob(f".{home.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        say(f"fetching Apache Kafka {KAFKA_VERSION} jars (Scala {SCALA_VERSION}) from Maven Central into {home} ...")
+        say(f"fetching Apache Kafka {version} jars (Scala {SCALA_VERSION}) from Maven Central into {home} ...")
         started = time.monotonic()
         partial = Path(tempfile.mkdtemp(prefix=f".{home.name}.partial-", dir=root))
         try:
             build = partial / "build"
             build.mkdir()
-            (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=KAFKA_VERSION, slf4j=SLF4J_BINDING))
+            (build / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=version, slf4j=binding))
             cmd = [
                 mvn, "-q", "-B", "-f", str(build / "pom.xml"), "dependency:copy-dependencies",
                 "-DincludeScope=runtime", f"-DoutputDirectory={partial / 'libs'}",
             ]  # fmt: skip
             done = subprocess.run(cmd, cwd=build, capture_output=True, text=True, stdin=subprocess.DEVNULL)
             jars = sorted(p.name for p in (partial / "libs").glob("*.jar"))
-            if done.returncode != 0 or f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar" not in jars:
+            if done.returncode != 0 or f"kafka_{SCALA_VERSION}-{version}.jar" not in jars:
                 tail = _tail_text((done.stdout + done.stderr).strip(), 15) or "(no output)"
-                raise UserError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION} (exit {done.returncode}):\n{tail}")
+                raise UserError(f"Maven could not fetch Apache Kafka {version} (exit {done.returncode}):\n{tail}")
             shutil.rmtree(build)
             (partial / MARKER).write_text("\n".join(jars) + "\n")
             partial.chmod(0o755)  # mkdtemp made it private; the cache is meant to be shared
@@ -187,9 +206,9 @@ def fetch_jars(progress: Progress | None = None) -> Path:
             partial.rename(home)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-        size = sum(p.stat().st_size for p in libs_dir().glob("*.jar")) / 1e6
+        size = sum(p.stat().st_size for p in libs_dir(version).glob("*.jar")) / 1e6
         say(f"fetched {len(jars)} jars ({size:.0f} MB) in {time.monotonic() - started:.1f} s")
-    return libs_dir()
+    return libs_dir(version)
 
 
 # ---- the broker ------------------------------------------------------------------------------
@@ -224,16 +243,6 @@ def _tail_text(text: str, lines: int) -> str:
 
 def _props_value(value: str | Path) -> str:
     return str(value).replace("\\", "\\\\")
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the parent dies, so a killed test run leaves no orphan broker."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: best effort only
-        pass
 
 
 async def _answers(bootstrap: str, cluster_id: str | None, timeout: float) -> bool:
@@ -276,7 +285,10 @@ class LocalKafka:
         start_timeout: float = START_TIMEOUT,
         heap: str = HEAP,
         progress: Progress | None = None,
+        version: str = KAFKA_VERSION,
     ) -> None:
+        self.version = version
+        self._major = major_version(version)
         for p in (port, controller_port):
             if not 0 <= p <= 65535:
                 raise UserError(f"port {p} is not a valid TCP port (use 1-65535, or 0 for any free port)")
@@ -334,7 +346,7 @@ class LocalKafka:
             raise RuntimeError("LocalKafka is already started")
         java = _require_java()
         self._check_wanted_ports()  # before a possibly long first fetch
-        libs = fetch_jars(self._say)
+        libs = fetch_jars(self._say, self.version)
         try:
             self._prepare_dir()
             for attempt in range(3):
@@ -418,15 +430,29 @@ class LocalKafka:
             "# Written by crossing-monitor (crossing_monitor/kafka/broker.py) at every start.\n"
             + "".join(f"{k}={v}\n" for k, v in props.items())
         )
-        (d / "log4j.properties").write_text(
-            "# Written by crossing-monitor: warnings and errors only, into broker.log.\n"
-            "log4j.rootLogger=WARN, file\n"
-            "log4j.logger.kafka.server.KafkaRaftServer=INFO\n"
-            "log4j.appender.file=org.apache.log4j.FileAppender\n"
-            f"log4j.appender.file.File={_props_value(self.log_path)}\n"
-            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        )
+        if self._major >= 4:
+            (d / "log4j2.properties").write_text(
+                "# Written by crossing-monitor: warnings and errors only, into broker.log (log4j2, Kafka 4).\n"
+                "appender.file.type = File\n"
+                "appender.file.name = file\n"
+                f"appender.file.fileName = {_props_value(self.log_path)}\n"
+                "appender.file.layout.type = PatternLayout\n"
+                "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+                "rootLogger.level = WARN\n"
+                "rootLogger.appenderRef.file.ref = file\n"
+                "logger.raft.name = kafka.server.KafkaRaftServer\n"
+                "logger.raft.level = INFO\n"
+            )
+        else:
+            (d / "log4j.properties").write_text(
+                "# Written by crossing-monitor: warnings and errors only, into broker.log.\n"
+                "log4j.rootLogger=WARN, file\n"
+                "log4j.logger.kafka.server.KafkaRaftServer=INFO\n"
+                "log4j.appender.file=org.apache.log4j.FileAppender\n"
+                f"log4j.appender.file.File={_props_value(self.log_path)}\n"
+                "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+                "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+            )
 
     def _cluster_id(self) -> str | None:
         assert self.data_dir is not None
@@ -440,8 +466,14 @@ class LocalKafka:
         assert self.data_dir is not None
         return [
             java, f"-Xmx{self.heap}", "-Djava.awt.headless=true", "-Djava.net.preferIPv4Stack=true",
-            f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}", "-cp", f"{libs}/*",
+            self._log_config_flag(), "-cp", f"{libs}/*",
         ]  # fmt: skip
+
+    def _log_config_flag(self) -> str:
+        assert self.data_dir is not None
+        if self._major >= 4:
+            return f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}"
+        return f"-Dlog4j.configuration=file:{self.data_dir / 'log4j.properties'}"
 
     def _format(self, java: str, libs: Path) -> None:
         assert self.data_dir is not None
@@ -458,9 +490,8 @@ class LocalKafka:
 
     def _launch(self, java: str, libs: Path) -> None:
         assert self.data_dir is not None
-        self._say(f"starting Apache Kafka {KAFKA_VERSION} on {HOST}:{self.port} (controller {self.controller_port})")
+        self._say(f"starting Apache Kafka {self.version} on {HOST}:{self.port} (controller {self.controller_port})")
         self._out = open(self.data_dir / "broker.out", "ab")  # noqa: SIM115 - lives as long as the JVM
-        main_thread = threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
             [*self._jvm(java, libs), "kafka.Kafka", str(self.data_dir / "server.properties")],
             cwd=self.data_dir,
@@ -468,8 +499,7 @@ class LocalKafka:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: Ctrl-C in a terminal goes to us, not the JVM
-            # The death signal follows the *thread* that forked, so only arm it from the main thread.
-            preexec_fn=_die_with_parent if main_thread and sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(),  # a killed parent (a test run, the demo) leaves no orphan JVM
         )
 
     def _wait_ready(self) -> bool:
