@@ -9,7 +9,7 @@ rebalance takes partitions away: it counts what this process folded (`RisingCoun
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -97,42 +97,40 @@ class RisingCounts:
 
     A partition's figure (its rejections by reason, say) covers the partition's whole history and
     moves with the partition, so the sum over the partitions a worker holds falls when a rebalance
-    takes some away and jumps when it brings some. Exported instead, per key: what the partitions
-    added while this process held them (each one's rise from the figure it arrived with, kept after
-    it leaves), which is what this process counted. Exact for Prometheus: `increase()` summed over
-    the workers counts every rejection once, whatever the rebalances, and a fresh lone worker
-    exports what `analyze` counts; a restarted worker starts again from zero, as any process's
-    counter does. A figure that falls (a state restored from an older checkpoint) is the new
-    starting point, never subtracted. Call `update` with the figures of partitions about to be
-    forgotten (before a rebalance), or their rise since the last update is counted by no one.
+    takes some away and jumps when it brings some. Exported instead, per key: what each partition
+    state of this process added, from the figure it was restored with to its last figure, kept
+    after the state is dropped. The states are held here until one update after they are gone, so
+    what a state added just before a rebalance dropped it is read too. That is what this process
+    counted: `increase()` summed over the workers counts every rejection once whatever the
+    rebalances, a fresh lone worker exports what `analyze` counts, and a restarted worker starts
+    again from zero as any process's counter does. A state must be seen by one update while it is
+    held: the scrape sees it, unless it is created and dropped between two scrapes (two quick
+    rebalances), so the worker should also call `update` just before it drops states. (Records
+    folded again after a checkpoint that Kafka never acknowledged count again, as in the state.)
     """
 
-    def __init__(self) -> None:
-        self._last: dict[int, dict[Hashable, float]] = {}
+    def __init__(self, figures: Callable[[Any], Mapping[Hashable, float]], arrived: Callable[[Any], Mapping]) -> None:
+        self._figures = figures  # a state's figures now
+        self._arrived = arrived  # the figures it was restored with
+        self._held: dict[int, tuple[Any, dict[Hashable, float]]] = {}  # id(state): (state, figures last read)
         self._totals: dict[Hashable, float] = {}
 
-    def update(
-        self,
-        figures: Mapping[int, Mapping[Hashable, float]],
-        arrived: Mapping[int, Mapping[Hashable, float]] | None = None,
-    ) -> dict[Hashable, float]:
-        """Take each held partition's figures now; return the totals to export.
-
-        `arrived`: the figures partitions had when this process got them (restored from their
-        checkpoint), so that what a partition added before its first update counts too.
-        """
-        totals = self._totals
-        for partition, now in figures.items():
-            last = self._last.get(partition)
-            if last is None:  # not seen yet: its rise since it arrived (else from here on)
-                last = (arrived or {}).get(partition, now)
-            for key, value in now.items():
-                rise = value - last.get(key, 0)
-                totals[key] = totals.get(key, 0) + (rise if rise > 0 else 0)
-            self._last[partition] = dict(now)
-        for partition in [p for p in self._last if p not in figures]:
-            del self._last[partition]  # gone: what it added here stays in the totals
-        return dict(totals)
+    def update(self, states: Iterable[Any]) -> dict[Hashable, float]:
+        """Read the states held now (and, a last time, those dropped since the last update); the totals."""
+        now = {id(state): state for state in states}
+        for key, state in now.items():
+            if key not in self._held:
+                self._held[key] = (state, dict(self._arrived(state)))
+        for key, (state, last) in list(self._held.items()):
+            figures = dict(self._figures(state))
+            for name, value in figures.items():
+                rise = value - last.get(name, 0)
+                self._totals[name] = self._totals.get(name, 0) + (rise if rise > 0 else 0)
+            if key in now:
+                self._held[key] = (state, figures)
+            else:
+                del self._held[key]  # dropped: what it added stays in the totals
+        return dict(self._totals)
 
 
 class WorkerCollector:
@@ -142,7 +140,7 @@ class WorkerCollector:
         self.processor = processor
         self.app = app
         self.settings = settings
-        self.rejected = RisingCounts()
+        self.rejected = RisingCounts(lambda part: part.monitor.rejected, lambda part: part.restored_rejected)
 
     def describe(self) -> list[Metric]:
         return []
@@ -152,10 +150,7 @@ class WorkerCollector:
         parts = list(processor.partitions.values())
         yield from port_families([m for part in parts for m in part.monitor.ports.values()])
         rejected = CounterMetricFamily("crossing_events_rejected", "Rejected inputs by reason", labels=["reason"])
-        held = processor.partitions.items()
-        totals = self.rejected.update(
-            {p: part.monitor.rejected for p, part in held}, {p: part.restored_rejected for p, part in held}
-        )
+        totals = self.rejected.update(parts)
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], totals.get(reason, 0))
         yield rejected
