@@ -65,4 +65,5 @@ def test_the_rejected_counter_never_falls_when_a_second_worker_takes_partitions(
             watcher.join(5)
         second.stop()
         first.stop()
-    assert len(seen) > 10 and seen == sorted(seen), f"the counter fell: {seen}"
+    assert len(seen) >= 3, "the first worker was hardly scraped"
+    assert seen == sorted(seen), f"the counter fell: {seen}"
