@@ -1,0 +1,39 @@
+"""A broker of a test's own that can be killed outright and brought back on the same data and ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from crossing_monitor.kafka.broker import LocalKafka
+
+
+class KillableKafka:
+    """A LocalKafka on `data_dir` whose `kill()` is kill -9 of its process group and whose
+    `restart()` starts it again on the same directory and the same two ports (the clients'
+    bootstrap address stays valid, as with a real broker coming back)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.broker = LocalKafka(data_dir=data_dir).start()
+        self.bootstrap = self.broker.bootstrap
+        self.down_at: float | None = None
+
+    def kill(self) -> None:
+        """SIGKILL to the broker's process group: no flush, no goodbye to its clients."""
+        proc = self.broker.proc
+        assert proc is not None and proc.poll() is None, "the broker is not running"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.broker.stop()  # reaps nothing more; closes its log file
+        self.down_at = time.monotonic()
+
+    def restart(self) -> None:
+        old = self.broker
+        self.broker = LocalKafka(old.port, old.controller_port, data_dir=self.data_dir).start()
+        assert self.broker.bootstrap == self.bootstrap
+
+    def stop(self) -> None:
+        self.broker.stop()
