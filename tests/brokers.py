@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+from workers import PARTITIONS
 
 from crossing_monitor.kafka.broker import LocalKafka
 
@@ -37,3 +42,33 @@ class KillableKafka:
 
     def stop(self) -> None:
         self.broker.stop()
+
+
+async def _end_total(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:  # a topic made after this consumer's first look at the cluster
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        return sum((await consumer.end_offsets([TopicPartition(topic, p) for p in parts])).values())
+    finally:
+        await consumer.stop()
+
+
+def end_total(bootstrap: str, topic: str) -> int:
+    """How many messages the topic holds now (0 while it does not exist or the broker is away)."""
+    try:
+        return asyncio.run(_end_total(bootstrap, topic))
+    except Exception:
+        return 0
+
+
+def cli(*args: str, **kw) -> subprocess.Popen:
+    """`crossing-monitor ARGS` as a child process, with the partition count the test workers use."""
+    env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS))
+    return subprocess.Popen([sys.executable, "-m", "crossing_monitor", *args], env=env, **kw)

@@ -3,8 +3,6 @@ bring it back on the same data directory and ports, and the topic ends with ever
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -15,10 +13,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from brokers import KillableKafka, cli, end_total
+from workers import consume_all, wait_until
 
 from producers.patience import Backoff, duration
-from tests.brokers import KillableKafka
-from tests.workers import PARTITIONS, consume_all, wait_until
 
 PORTS = "khorgos,alashankou,irkeshtam,lektse"
 START = "2024-05-01"
@@ -26,41 +24,11 @@ DAYS = "2"
 SPEED = "7200"  # two simulated hours a second: ~25 s of publishing, a few hundred events a second
 
 
-async def _end_total(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()  # a topic made after we started
-            parts = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts]) if parts else {}
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
-
-
-def end_total(bootstrap: str, topic: str) -> int:
-    """How many messages the topic holds now (0 before it exists)."""
-    try:
-        return asyncio.run(_end_total(bootstrap, topic))
-    except Exception:
-        return 0
-
-
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS))
-    return subprocess.Popen([sys.executable, "-m", "crossing_monitor", *args], env=env, **kw)
-
-
 def _through_an_outage(broker: KillableKafka, command: list[str], topic: str, err_path: Path) -> str:
     """Run `command`, kill -9 the broker once some of its events are in, restart it 4 s later; the
     command's stderr once it ended with exit 0."""
     with open(err_path, "wb") as err:
-        proc = _cli(*command, "--bootstrap", broker.bootstrap, "--topic", topic, "--no-progress",
+        proc = cli(*command, "--bootstrap", broker.bootstrap, "--topic", topic, "--no-progress",
                     "--patience", "120", stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
         try:
             wait_until(lambda: end_total(broker.bootstrap, topic) >= 1500, 60, "the first events on the topic")
@@ -163,7 +131,7 @@ def test_a_broker_gone_past_the_patience_is_one_honest_line(broker, tmp_path):
     """Given up: exit 2, one line, no traceback, and its figures bracket what the topic holds."""
     topic = f"outage-gone-{uuid.uuid4().hex[:8]}"
     command = ["simulate", "--ports", PORTS, "--start", START, "--days", DAYS, "--speed", SPEED, "--patience", "4"]
-    proc = _cli(*command, "--bootstrap", broker.bootstrap, "--topic", topic, "--no-progress",
+    proc = cli(*command, "--bootstrap", broker.bootstrap, "--topic", topic, "--no-progress",
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
         wait_until(lambda: end_total(broker.bootstrap, topic) >= 1500, 60, "the first events on the topic")
