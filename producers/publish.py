@@ -30,6 +30,8 @@ from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
 from producers.patience import DEFAULT_PATIENCE, Backoff, duration, unreachable
 
+ATTEMPTS = 5  # `record` connects with these (simulate and replay wait with back-off and patience instead)
+RETRY_SECONDS = 2.0
 MAX_IN_FLIGHT = 64  # batches handed over and not yet acknowledged before we wait for the oldest
 DEFAULT_PARTITIONS = 8  # as the worker creates the topic (CROSSING_MONITOR_PARTITIONS)
 SLOW_SECONDS = 5.0  # a broker that accepts connections but acknowledges nothing this long is reported
