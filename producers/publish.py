@@ -239,7 +239,7 @@ class Publisher:
         delay = backoff.first
         while not (await asyncio.wait([future], timeout=delay))[0]:
             delay = await self._look(backoff)
-        if backoff.said:
+        if backoff.said and not future.cancelled() and future.exception() is None:  # not send_batch's time-out
             self.say(f"Kafka at {self.bootstrap} acknowledges again after {duration(backoff.elapsed)}; resuming")
             backoff.said = False
 
