@@ -8,13 +8,16 @@ partition any other Kafka client would choose for that key.
 
 A broker outage is ridden out by ONE idempotent producer session, never by a new producer that
 resends: the producer keeps every unacknowledged batch with its producer id and sequence number
-and resends it until the broker answers (aiokafka never expires an idempotent producer's batches),
-and the broker, which keeps each producer's last sequence numbers in its log across a restart,
-writes a batch it already holds only once. So a batch whose acknowledgement was lost in the
+and resends it until the broker answers (aiokafka expires an idempotent producer's batch only when
+the partition has no leader AND the batch is older than the request time-out, 30 s), and the
+broker, which keeps each producer's last sequence numbers in its log across a restart, writes a
+batch it already holds only once. So a batch whose acknowledgement was lost in the
 crash is neither lost nor doubled. Meanwhile this module waits with back-off (1 s doubling to
 30 s), says one line per look at the broker, and gives up after `patience` seconds without any
 acknowledgement; on giving up (or on an error Kafka does not retry, e.g. a broker that lost its
-log) it says how many events are certainly on the topic and how many may or may not be.
+log) it says how many events are certainly on the topic and how many may or may not be; a run
+started again after that may double those. The dedup needs the broker's own log back (same data
+directory, or a replica), and the producer id not expired there (`producer.id.expiration.ms`, 1 day).
 """
 
 from __future__ import annotations
