@@ -61,5 +61,13 @@ def test_a_batch_the_worker_cannot_decode_is_skipped_and_the_worker_counts_the_r
     try:
         wait_until(api_equals(worker, expected), 90, "the worker to count what it can decode")
         assert worker.healthy()
+        # logged, counted on /metrics and listed on /healthz, with the offsets that were lost
+        skipped = worker.get("/healthz")["undecodable"]
+        assert skipped["records"] == len(lost) and skipped["batches"] >= 1
+        assert {(x["partition"], x["error"].split(":")[0]) for x in skipped["recent"]} == {(0, "UnsupportedCodecError")}
+        assert all(len(before) <= x["first_offset"] <= x["last_offset"] for x in skipped["recent"])
+        assert skipped["recent"][-1]["last_offset"] == len(before) + len(lost) - 1  # the last few are listed
+        assert f"crossing_worker_batches_undecodable_total {float(skipped['batches'])}" in worker.metrics()
+        assert "cannot be decoded" in worker.log_tail(200_000)
     finally:
         worker.stop()
