@@ -20,7 +20,7 @@ import orjson
 
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import REJECT_REASONS
-from crossing_monitor.core.metrics import PortMetrics
+from crossing_monitor.core.metrics import STATE_VERSION, PortMetrics, SnapshotVersionError
 from crossing_monitor.core.monitor import Monitor
 
 
@@ -46,6 +46,7 @@ class PartitionState:
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""
         doc = {
+            "version": STATE_VERSION,
             "partition": self.partition,
             "offset": self.next_offset,
             "ports": {slug: m.to_state() for slug, m in self.monitor.ports.items()},
@@ -59,6 +60,9 @@ class PartitionState:
         if snapshot is None:
             return cls(partition, monitor)
         doc = orjson.loads(zlib.decompress(snapshot))
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            version = doc.get("version") if isinstance(doc, dict) else None
+            raise SnapshotVersionError(f"checkpoint version {version!r} (this worker reads version {STATE_VERSION})")
         for slug, state in doc["ports"].items():
             monitor.ports[slug] = PortMetrics.from_state(state)
         monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
