@@ -25,6 +25,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fuzz_core import BASE as CORE_FUZZ_BASE
 from workers import PARTITIONS, WorkerProcess, api_equals, consume_all, wait_until
 
 from crossing_monitor.core.catalogue import load_catalogue
@@ -122,18 +123,7 @@ def test_a_huge_control_byte_payload_is_a_dead_letter_that_fits(kafka, tmp_path)
 
 # ---- the fuzz run ---------------------------------------------------------------------------------
 
-BASE = {
-    "event_id": "f1",
-    "type": "gate.exited",
-    "ts": "2024-05-01T08:40:00+08:00",
-    "port": "khorgos",
-    "lane": "L1",
-    "direction": "outbound",
-    "vehicle_id": "v1",
-    "vehicle_class": "truck",
-    "sensor_id": "s1",
-    "cargo_tonnes": 20.0,
-}
+BASE = {**CORE_FUZZ_BASE, "event_id": "f1"}  # the core fuzz test's event, fuzzed here through the worker
 KINDS = [
     BASE,
     {**BASE, "type": "gate.entered", "ts": "2024-05-01T08:10:00+08:00"},
