@@ -1,9 +1,13 @@
-"""`crossing-monitor record OUT`: a topic into a recorded log, one message per line as it was sent.
+"""`crossing-monitor record OUT`: a topic into a recorded log, one line per message.
+
+Each message's line is the message as it was sent, or as close as one line allows
+(`crossing_monitor.logs.files.message_line`): `analyze` of the recording counts every message
+exactly as the worker counted it, tombstones and JSON spread over several lines included.
 
 Without --follow the end of each partition is captured when recording starts, and recording stops
 there, so the log is exactly the topic at that moment. Ctrl-C (or SIGTERM) stops cleanly: every
 message already fetched is written, the file is closed (a valid gzip stream), nothing twice.
-Messages are written in partition order per partition; a message without a value is skipped.
+Messages are written in partition order per partition.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.bootstrap import bootstrap_servers
+from crossing_monitor.logs.files import message_line
 from producers import publish
 from producers.logs import open_out
 
@@ -105,9 +110,8 @@ async def record(
                 for m in msgs:
                     if end is not None and m.offset >= end:
                         break
-                    if m.value is not None:
-                        chunk.append(m.value + b"\n")
-                        written += 1
+                    chunk.append(message_line(m.value) + b"\n")
+                    written += 1
             if chunk:
                 out.write(b"".join(chunk))
             if ends is not None:

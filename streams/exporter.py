@@ -2,7 +2,9 @@
 
 Nothing is observed per event: every value, the counters and the histogram included, is derived
 from the same state `/api/ports` reports, so the two cannot disagree, a replay at 1000× shows
-what a live day would, and a restarted worker exports exactly what it exported before.
+what a live day would, and a restarted worker exports exactly what it exported before. The one
+exception is `crossing_events_rejected_total`, which has no port label and would fall when a
+rebalance takes partitions away: it counts what this process folded (`RisingCounts`).
 
 Counters never fall (SPEC §3), though the core retracts a vehicle's inspection time when a late,
 earlier gate event changes it. So the core keeps two monotonic histograms beside the exact
@@ -14,7 +16,7 @@ gate event with another time, or an entry camera's event arriving after the exit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -165,6 +167,47 @@ def port_families(ports: list[PortMetrics], catalogue: Mapping[str, Port] | None
     ]  # fmt: skip
 
 
+class RisingCounts:
+    """Counters built from per-partition figures that never fall while the worker runs (SPEC §3).
+
+    A partition's figure (its rejections by reason, say) covers the partition's whole history and
+    moves with the partition, so the sum over the partitions a worker holds falls when a rebalance
+    takes some away and jumps when it brings some. Exported instead, per key: what each partition
+    state of this process added, from the figure it was restored with to its last figure, kept
+    after the state is dropped. The states are held here until one update after they are gone, so
+    what a state added just before a rebalance dropped it is read too. That is what this process
+    counted: `increase()` summed over the workers counts every rejection once whatever the
+    rebalances, a fresh lone worker exports what `analyze` counts, and a restarted worker starts
+    again from zero as any process's counter does. A state must be seen by one update while it is
+    held: the scrape sees it, unless it is created and dropped between two scrapes (two quick
+    rebalances), so the worker should also call `update` just before it drops states. (Records
+    folded again after a checkpoint that Kafka never acknowledged count again, as in the state.)
+    """
+
+    def __init__(self, figures: Callable[[Any], Mapping[Hashable, float]], arrived: Callable[[Any], Mapping]) -> None:
+        self._figures = figures  # a state's figures now
+        self._arrived = arrived  # the figures it was restored with
+        self._held: dict[int, tuple[Any, dict[Hashable, float]]] = {}  # id(state): (state, figures last read)
+        self._totals: dict[Hashable, float] = {}
+
+    def update(self, states: Iterable[Any]) -> dict[Hashable, float]:
+        """Read the states held now (and, a last time, those dropped since the last update); the totals."""
+        now = {id(state): state for state in states}
+        for key, state in now.items():
+            if key not in self._held:
+                self._held[key] = (state, dict(self._arrived(state)))
+        for key, (state, last) in list(self._held.items()):
+            figures = dict(self._figures(state))
+            for name, value in figures.items():
+                rise = value - last.get(name, 0)
+                self._totals[name] = self._totals.get(name, 0) + (rise if rise > 0 else 0)
+            if key in now:
+                self._held[key] = (state, figures)
+            else:
+                del self._held[key]  # dropped: what it added stays in the totals
+        return dict(self._totals)
+
+
 class WorkerCollector:
     """Collector for one worker: its ports, its rejected counts and its own health."""
 
@@ -172,6 +215,7 @@ class WorkerCollector:
         self.processor = processor
         self.app = app
         self.settings = settings
+        self.rejected = RisingCounts(lambda part: part.monitor.rejected, lambda part: part.restored_rejected)
 
     def describe(self) -> list[Metric]:
         return []
@@ -182,7 +226,7 @@ class WorkerCollector:
         catalogue = parts[0].monitor.catalogue if parts else None
         yield from port_families([m for part in parts for m in part.monitor.ports.values()], catalogue)
         rejected = CounterMetricFamily("crossing_events_rejected", "Rejected inputs by reason", labels=["reason"])
-        totals = processor.rejected()
+        totals = self.rejected.update(parts)
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], totals.get(reason, 0))
         yield rejected
@@ -203,6 +247,19 @@ class WorkerCollector:
         )
         again.add_metric([], processor.reads_again)
         yield again
+        undecodable = CounterMetricFamily(
+            "crossing_worker_batches_undecodable",
+            "Record batches the consumer could not decode (codec, CRC, damage) and read past",
+        )
+        skipped = getattr(getattr(self.app, "transport", None), "skipped", None)
+        undecodable.add_metric([], skipped.count if skipped is not None else 0)
+        yield undecodable
+        forwarded = CounterMetricFamily(
+            "crossing_worker_events_forwarded",
+            "Events that landed on another partition than their port's and were forwarded to it",
+        )
+        forwarded.add_metric([], processor.events_forwarded)
+        yield forwarded
         assigned = GaugeMetricFamily("crossing_worker_partitions", "Source partitions this worker holds state for")
         assigned.add_metric([], len(parts))
         yield assigned

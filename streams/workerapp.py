@@ -23,7 +23,7 @@ class WorkerApp(faust.App):
     settings: Settings
     catalogue: Catalogue
     processor: Processor
-    events_topic: Any  # faust TopicT of the source topic: the router finds a port's owner with it
+    events_topic: Any  # faust TopicT of the source topic: misrouted events are forwarded through it
     registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
 
     def _new_transport(self) -> BatchTransport:

@@ -11,6 +11,7 @@ from datetime import datetime
 import orjson
 import pytest
 from simhelpers import run_cli
+from workers import PARTITIONS, WorkerProcess, api_equals, key_of, wait_until
 
 from crossing_monitor.core.catalogue import load_catalogue
 from producers.record import record
@@ -40,8 +41,10 @@ def _by_key(lines: list[bytes]) -> dict[str, list[bytes]]:
 
 
 def _read(path) -> list[bytes]:
+    """A log's lines: split at newline bytes only, as analyze and replay read it."""
     data = path.read_bytes()
-    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).splitlines()
+    lines = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
 
 
 def test_simulate_record_replay_record_gives_back_the_same_messages(kafka, tmp_path):
@@ -196,3 +199,54 @@ def test_a_history_goes_out_at_once_then_real_time_until_stopped(kafka):
     sent, stopping = asyncio.run(scenario())
     assert history <= sent < history + 100  # all of the history, then a few seconds of real time
     assert stopping < 5
+
+
+async def _send_values(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
+    """Each value as one message, keyed by its port where it names one (a tombstone: khorgos's key)."""
+    from aiokafka import AIOKafkaProducer
+
+    from crossing_monitor.kafka.admin import create_topics_async
+
+    await create_topics_async(bootstrap, {topic: PARTITIONS})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send(topic, value, key=b"khorgos" if value is None else key_of(value))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_analyze_of_a_recording_equals_the_worker_with_tombstones_and_multiline_json(kafka, tmp_path):
+    from tricky import TRICKY
+
+    from crossing_monitor.core.monitor import Monitor
+    from crossing_monitor.logs.analyze import analyze_log
+
+    topic, again = _topic(), _topic()
+    simulated = list(Run(CAT, ["lektse", "burang"], START, 2.0).lines())
+    values: list[bytes | None] = simulated[:100] + TRICKY + simulated[100:] + TRICKY[:3]
+    monitor = Monitor(CAT)
+    monitor.process_all(b"" if v is None else v for v in values)  # what the worker folds: a tombstone is b""
+    expected = monitor.report()
+    assert expected["rejected"]["malformed"] == 10  # nine in TRICKY, then the tombstone again
+
+    asyncio.run(_send_values(kafka.bootstrap, topic, values))
+    worker = WorkerProcess(kafka.bootstrap, topic, tmp_path).start()
+    try:
+        wait_until(api_equals(worker, expected), 120, "the worker to equal analyze of the messages")
+    finally:
+        worker.stop()
+    recording = tmp_path / "tricky.jsonl"
+    argv = ["--bootstrap", kafka.bootstrap]
+    assert run_cli("record", str(recording), "--topic", topic, *argv) == 0
+    assert len(_read(recording)) == len(values)  # one line per message
+    assert analyze_log(str(recording), CAT) == expected
+
+    # replayed and recorded again, the recording comes back line for line
+    assert run_cli("replay", str(recording), "--speed", "max", "--topic", again, *argv) == 0
+    second = tmp_path / "again.jsonl"
+    assert run_cli("record", str(second), "--topic", again, *argv) == 0
+    assert sorted(_read(second)) == sorted(_read(recording))
+    assert analyze_log(str(second), CAT) == expected
