@@ -71,7 +71,10 @@ class Monitor:
         if port is not None and ev.event_id in port.ids:
             self.rejected["duplicate"] += 1
             return Rejection("duplicate", f"event_id {ev.event_id!r} was already seen")
-        predicted = 0.0 if port is None else port.forecaster.predicted_only(port, ev.direction)
+        try:
+            predicted = 0.0 if port is None else port.forecaster.predicted_only(port, ev.direction)
+        except Exception:  # noqa: BLE001 - reading a figure must not stop the fold either; the line still comes
+            predicted = 0.0
         try:
             if port is None:
                 port = PortMetrics(ev.port, self.catalogue[ev.port].timezone, self.catalogue[ev.port])
