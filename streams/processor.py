@@ -109,7 +109,7 @@ class Processor:
         send_timeout: float = SEND_TIMEOUT,
         *,
         checkpoint_events: int = 20_000,
-        checkpoint_max_age: float = 60.0,
+        checkpoint_max_age: float = 600.0,
         stall_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -73,7 +73,7 @@ def test_the_fetch_wait_and_isolation_level_reach_the_kafka_consumer_and_the_cha
 
     app, consumer = asyncio.run(build())
     assert consumer._fetch_max_wait_ms == 250 and consumer._isolation_level == "read_committed"
-    assert app.processor.checkpoint_events == 500 and app.processor.checkpoint_max_age == 60.0
+    assert app.processor.checkpoint_events == 500 and app.processor.checkpoint_max_age == 600.0
     table = app.tables["checkpoints"]
     configs = table.changelog_topic.config
     assert configs["cleanup.policy"] == "compact" and int(configs["segment.ms"]) <= 10 * 60 * 1000
