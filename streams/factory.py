@@ -130,7 +130,8 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
 
     async def on_shutdown(sender: faust.App, **kwargs: Any) -> None:
         """A clean stop leaves a checkpoint of everything folded in, if Kafka takes it soon enough."""
-        _exit_after(settings.stop_seconds)
+        if app.stop_deadline is not None:
+            _exit_after(app.stop_deadline)
         await processor.checkpoint_on_shutdown(settings.shutdown_checkpoint_seconds)
 
     async def on_assigned(sender: faust.App, assigned: set, **kwargs: Any) -> None:
@@ -149,8 +150,10 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
 
 def _exit_after(seconds: float) -> None:
     """End the process if the stop now beginning is not over in `seconds` (a daemon timer, so a stop
-    that ends in time exits as usual). Safe: offsets are committed only behind acknowledged checkpoints,
-    so the next owner reads again whatever this worker could not save."""
+    that ends in time exits as usual). Armed only in a worker process (`WorkerApp.stop_deadline`, set by
+    `crossing-monitor worker` and `streams.app`), never in a process that only embeds an app. Safe:
+    offsets are committed only behind acknowledged checkpoints, so the next owner reads again whatever
+    this worker could not save."""
 
     def hard_exit() -> None:
         log.warning("stop: not over after %.0f s (Kafka unreachable?); exiting now, nothing is lost", seconds)

@@ -28,6 +28,8 @@ class WorkerApp(faust.App):
     processor: Processor
     events_topic: Any  # faust TopicT of the source topic: the router finds a port's owner with it
     registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
+    # seconds after which a stop ends the process at once (None: never; see streams.factory._exit_after)
+    stop_deadline: float | None = None
 
     def _new_transport(self) -> BatchTransport:
         return BatchTransport(self.conf.broker_consumer, self)
