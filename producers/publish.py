@@ -5,11 +5,25 @@
 three times faster, with the same delivery guarantee (`acks=all`, the producer's own retries).
 Partitions are chosen with Kafka's default murmur2 partitioner, so a port's events land on the
 partition any other Kafka client would choose for that key.
+
+A broker outage is ridden out by ONE idempotent producer session, never by a new producer that
+resends: the producer keeps every unacknowledged batch with its producer id and sequence number
+and resends it until the broker answers (aiokafka expires an idempotent producer's batch only when
+the partition has no leader AND the batch is older than the request time-out, 30 s), and the
+broker, which keeps each producer's last sequence numbers in its log across a restart, writes a
+batch it already holds only once. So a batch whose acknowledgement was lost in the
+crash is neither lost nor doubled. Meanwhile this module waits with back-off (1 s doubling to
+30 s), says one line per look at the broker, and gives up after `patience` seconds without any
+acknowledgement; on giving up (or on an error Kafka does not retry, e.g. a broker that lost its
+log) it says how many events are certainly on the topic and how many may or may not be; a run
+started again after that may double those. The dedup needs the broker's own log back (same data
+directory, or a replica), and the producer id not expired there (`producer.id.expiration.ms`, 1 day).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -17,11 +31,25 @@ from collections.abc import Callable, Iterable
 from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
+from producers.patience import DEFAULT_PATIENCE, Backoff, duration, unreachable
 
-ATTEMPTS = 5
+ATTEMPTS = 5  # `record` connects with these (simulate and replay wait with back-off and patience instead)
 RETRY_SECONDS = 2.0
 MAX_IN_FLIGHT = 64  # batches handed over and not yet acknowledged before we wait for the oldest
 DEFAULT_PARTITIONS = 8  # as the worker creates the topic (CROSSING_MONITOR_PARTITIONS)
+SLOW_SECONDS = 5.0  # a broker that accepts connections but acknowledges nothing this long is reported
+CLOSE_SECONDS = 5.0  # how long closing may take once everything is acknowledged or given up
+
+
+class PublishError(UserError):
+    """Kafka is gone for longer than the patience, or refused the events for good."""
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a batch's outcome as seen, so a batch failed after we gave up prints no
+    "Future exception was never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 def quiet_aiokafka():
@@ -41,25 +69,28 @@ class Publisher:
         linger_ms: int = 100,
         batch_bytes: int = 1 << 20,
         say: Callable[[str], None] = say,
-        attempts: int | None = None,
+        patience: float | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.linger_ms = linger_ms
         self.batch_bytes = batch_bytes
         self.say = say
-        self.attempts = attempts or ATTEMPTS
+        self.patience = DEFAULT_PATIENCE if patience is None else patience
         self.sent = 0  # events acknowledged by the broker
+        self.handed = 0  # events handed to the producer (acknowledged or not)
         self._producer = None
+        self._quiet = contextlib.ExitStack()
         self._partitions: list[int] = []
         self._by_key: dict[bytes | None, int] = {}
         self._batches: dict[int, object] = {}
         self._counts: dict[int, int] = {}
         self._in_flight: deque[tuple[asyncio.Future, int]] = deque()
+        self._failed: BaseException | None = None
         self._round_robin = 0
 
     async def start(self) -> Publisher:
-        """Connect (retrying while the broker is down, one line per attempt) and make the topic."""
+        """Connect (retrying with back-off while the broker is down, one line per attempt) and make the topic."""
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
@@ -68,11 +99,13 @@ class Publisher:
 
         partitions = int(os.environ.get("CROSSING_MONITOR_PARTITIONS", DEFAULT_PARTITIONS))
         security = KafkaSecurity.from_env().aiokafka_kwargs()  # TLS/SASL from CROSSING_MONITOR_KAFKA_*
-        last = ""
-        for attempt in range(1, self.attempts + 1):
+        self._quiet.enter_context(quiet_aiokafka())  # our own lines say what goes wrong, for the whole session
+        backoff = Backoff(self.patience)
+        while True:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 acks="all",
+                enable_idempotence=True,  # resends inside this session are written once (see the module doc)
                 linger_ms=self.linger_ms,
                 max_batch_size=self.batch_bytes,
                 max_request_size=max(self.batch_bytes * 2, 1 << 20),
@@ -80,25 +113,30 @@ class Publisher:
                 **security,
             )
             try:
-                with quiet_aiokafka():
-                    await create_topics_async(self.bootstrap, {self.topic: partitions}, timeout=10, security=security)
-                    await producer.start()
+                await create_topics_async(self.bootstrap, {self.topic: partitions}, timeout=10, security=security)
+                await producer.start()
                 self._partitions = sorted(await producer.partitions_for(self.topic))
                 self._producer = producer
                 return self
             except (KafkaError, OSError, TimeoutError) as exc:
-                last = str(exc) or type(exc).__name__
                 await producer.stop()
-                if attempt < self.attempts:
-                    self.say(
-                        f"Kafka at {self.bootstrap} is not answering ({last}); retrying in "
-                        f"{RETRY_SECONDS:.0f} s ({attempt}/{self.attempts})"
-                    )
-                    await asyncio.sleep(RETRY_SECONDS)
-        raise UserError(
-            f"cannot reach Kafka at {self.bootstrap} after {self.attempts} attempts ({last}); "
-            "is a broker running? (`crossing-monitor broker` starts one)"
-        )
+                last = await unreachable(self.bootstrap) or str(exc) or type(exc).__name__
+                delay = backoff.next_delay()
+                if delay is None:
+                    self._quiet.close()
+                    raise UserError(
+                        f"cannot reach Kafka at {self.bootstrap} after {backoff.attempt + 1} attempts in "
+                        f"{duration(backoff.elapsed)} ({last}); is a broker running? "
+                        "(`crossing-monitor broker` starts one)"
+                    ) from None
+                self.say(
+                    f"Kafka at {self.bootstrap} is not answering ({last}); retrying in {duration(delay)} "
+                    f"(attempt {backoff.attempt}, giving up after {duration(self.patience)})"
+                )
+                await asyncio.sleep(delay)
+            except BaseException:
+                self._quiet.close()
+                raise
 
     def partition(self, key: bytes | None) -> int:
         """Kafka's default partition for `key` (murmur2, as the Java client); no key: round robin."""
@@ -160,18 +198,96 @@ class Publisher:
         return batch
 
     async def _submit(self, part: int) -> None:
+        from aiokafka.errors import KafkaTimeoutError
+
         batch = self._batches.pop(part)
         count = self._counts.pop(part)
         batch.close()
-        future = await self._producer.send_batch(batch, self.topic, partition=part)
+        backoff = Backoff(self.patience)
+        while True:
+            # The producer queues one batch per partition; while the broker is away the next one waits
+            # in send_batch (30 s, then KafkaTimeoutError), so that wait is watched like an acknowledgement.
+            handing = asyncio.ensure_future(self._producer.send_batch(batch, self.topic, partition=part))
+            try:
+                await self._outlast(handing, backoff)
+                future = handing.result()
+                break
+            except KafkaTimeoutError:  # not queued: hand the same batch over again
+                continue
+            except PublishError:
+                raise
+            except Exception as exc:
+                raise self._refused(exc) from None
+            finally:
+                handing.cancel()
+        future.add_done_callback(_retrieve)
+        self.handed += count
         self._in_flight.append((future, count))
         while len(self._in_flight) > MAX_IN_FLIGHT:
             await self._settle_oldest()
 
     async def _settle_oldest(self) -> None:
-        future, count = self._in_flight.popleft()
-        await future
+        future, count = self._in_flight[0]
+        await self._outlast(future, Backoff(self.patience))
+        if (exc := future.exception()) is not None:
+            raise self._refused(exc)
+        self._in_flight.popleft()
         self.sent += count
+
+    async def _outlast(self, future: asyncio.Future, backoff: Backoff) -> None:
+        """Wait until `future` is done; while it is not, look at the broker with back-off (one line per
+        look) and give up once `backoff`'s patience is spent. A healthy broker costs no look at all."""
+        if future.done():
+            return
+        delay = backoff.first
+        while not (await asyncio.wait([future], timeout=delay))[0]:
+            delay = await self._look(backoff)
+        if backoff.said and not future.cancelled() and future.exception() is None:  # not send_batch's time-out
+            self.say(f"Kafka at {self.bootstrap} acknowledges again after {duration(backoff.elapsed)}; resuming")
+            backoff.said = False
+
+    async def _look(self, backoff: Backoff) -> float:
+        """One attempt: is the broker there? One line if it is not (or is and still silent); gives up
+        when the patience is spent. Returns how long to wait for an acknowledgement before the next look."""
+        reason = await unreachable(self.bootstrap)
+        delay = backoff.next_delay()
+        if delay is None:
+            raise self._give_up(backoff, reason)
+        if reason is not None or backoff.elapsed >= SLOW_SECONDS:
+            state = f"is not answering ({reason})" if reason else "answers but acknowledges nothing yet"
+            acked = self._acknowledged()
+            self.say(
+                f"Kafka at {self.bootstrap} {state}; {acked:,} events acknowledged, "
+                f"{self.handed - acked:,} waiting; retrying in {duration(delay)} "
+                f"(attempt {backoff.attempt}, giving up after {duration(self.patience)} without an acknowledgement)"
+            )
+            backoff.said = True
+        return delay
+
+    def _give_up(self, backoff: Backoff, reason: str | None) -> PublishError:
+        why = f"not answering: {reason}" if reason else "answering but acknowledging nothing"
+        acked = self._acknowledged()
+        self._failed = PublishError(
+            f"Kafka at {self.bootstrap} acknowledged nothing for {duration(backoff.elapsed)} ({why}); gave up with "
+            f"{acked:,} events acknowledged and {self.handed - acked:,} handed over that may or may not "
+            "be on the topic (the rest were not sent)"
+        )
+        return self._failed
+
+    def _refused(self, exc: BaseException) -> PublishError:
+        """An error the producer does not retry (e.g. the broker lost its log, or a topic's authorisation)."""
+        acked = self._acknowledged()
+        self._failed = PublishError(
+            f"Kafka at {self.bootstrap} failed after {acked:,} events were acknowledged "
+            f"({self.handed - acked:,} handed over may or may not be on the topic): {exc or type(exc).__name__}"
+        )
+        return self._failed
+
+    def _acknowledged(self) -> int:
+        """Events acknowledged by now (`sent` counts a batch only when it is settled, in order)."""
+        return self.sent + sum(
+            n for f, n in self._in_flight if f.done() and not f.cancelled() and f.exception() is None
+        )
 
     async def submit_all(self) -> None:
         """Hand every open batch to the producer now (before sleeping, so paced events go out)."""
@@ -185,12 +301,21 @@ class Publisher:
             await self._settle_oldest()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            try:
+        """Flush (unless publishing already failed), then close; never hangs on a broker that is gone."""
+        if self._producer is None:
+            return
+        try:
+            if self._failed is None:
                 await self.flush()
+        finally:
+            producer, self._producer = self._producer, None
+            try:
+                await asyncio.wait_for(producer.stop(), CLOSE_SECONDS if self._failed is None else 0.5)
+            except Exception:  # given up: what is still queued stays unsent
+                with contextlib.suppress(Exception):
+                    await producer.client.close()
             finally:
-                await self._producer.stop()
-                self._producer = None
+                self._quiet.close()
 
     async def __aenter__(self) -> Publisher:
         return await self.start()

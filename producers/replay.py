@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
 import sys
 import time
@@ -60,13 +59,16 @@ def messages(lines: Iterator[bytes]) -> Iterator[bytes]:
             yield line
 
 
-async def replay(path: str, bootstrap: str, topic: str, speed: float | None, show_progress: bool) -> int:
-    """Send the log's messages to `topic`; returns how many the broker acknowledged."""
-    from aiokafka.errors import KafkaError
+async def replay(
+    path: str, bootstrap: str, topic: str, speed: float | None, show_progress: bool, patience: float | None = None
+) -> int:
+    """Send the log's messages to `topic`; returns how many the broker acknowledged.
 
+    While the broker is away the publisher holds the line it is at and waits (up to `patience`
+    seconds without an acknowledgement), then goes on: nothing lost, nothing doubled."""
     from producers.publish import Publisher
 
-    publisher = Publisher(bootstrap, topic, linger_ms=100 if speed is None else 5)
+    publisher = Publisher(bootstrap, topic, linger_ms=100 if speed is None else 5, patience=patience)
     await publisher.start()
     pacer = Pacer(speed) if speed else None
     n = 0
@@ -85,15 +87,10 @@ async def replay(path: str, bootstrap: str, topic: str, speed: float | None, sho
                 if not n % PROGRESS_EVERY:
                     update(raw.tell())
             await publisher.flush()
-    except KafkaError as exc:
-        raise UserError(
-            f"Kafka at {bootstrap} failed after {publisher.sent:,} messages were acknowledged: {exc}"
-        ) from None
     except LogError as exc:
         raise UserError(str(exc)) from None
     finally:
-        with contextlib.suppress(KafkaError):
-            await publisher.stop()
+        await publisher.stop()
     return publisher.sent
 
 
@@ -106,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     bootstrap = bootstrap_servers(args.bootstrap)
     started = time.monotonic()
-    n = asyncio.run(replay(args.log, bootstrap, args.topic, speed, not args.no_progress))
+    n = asyncio.run(replay(args.log, bootstrap, args.topic, speed, not args.no_progress, args.patience))
     seconds = time.monotonic() - started
     print(
         f"replayed {n:,} messages from {args.log} → {bootstrap} topic {args.topic} in {seconds:.1f} s",

@@ -132,15 +132,15 @@ async def publish(
     pacer: Pacer | None = None,
     stop: asyncio.Event | None = None,
     processes: int | None = None,
+    patience: float | None = None,
 ) -> int:
     """Publish the run's events; returns how many the broker acknowledged.
 
     Paced (`speed`, or a `pacer` of one's own), the events go out in sending order at their time.
     At max speed the models run in `processes` child processes (default: by the CPUs), started
     before connecting so they are under way by then, while this one publishes what they send.
-    `stop` set ends a run early (an endless one, say); what was sent until then is flushed."""
-    from aiokafka.errors import KafkaError
-
+    `stop` set ends a run early (an endless one, say); what was sent until then is flushed.
+    A broker that goes away is waited for, up to `patience` seconds without an acknowledgement."""
     from producers.parallel import ModelProcesses
     from producers.publish import Publisher
 
@@ -149,22 +149,17 @@ async def publish(
     total = None if run.days == inf else run.days * 86400
     async with contextlib.AsyncExitStack() as stack:
         chunks = None if pacer is not None else await stack.enter_async_context(ModelProcesses(run, processes))
-        publisher = Publisher(bootstrap, topic, linger_ms=100 if pacer is None else 5)
+        publisher = Publisher(bootstrap, topic, linger_ms=100 if pacer is None else 5, patience=patience)
         await publisher.start()
-        try:
+        try:  # Publisher's own errors (PublishError) say what was acknowledged and what may not be
             with progress_bar(show_progress, f"publishing to {topic}", total, " s") as update:
                 if chunks is not None:
                     await _publish_chunks(run, chunks, publisher, update, stop)
                 else:
                     await _publish_paced(run, publisher, pacer, update, stop)
                 await publisher.flush()
-        except KafkaError as exc:
-            raise UserError(
-                f"Kafka at {bootstrap} failed after {publisher.sent:,} events were acknowledged: {exc}"
-            ) from None
         finally:
-            with contextlib.suppress(KafkaError):
-                await publisher.stop()
+            await publisher.stop()
     return publisher.sent
 
 
@@ -223,7 +218,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         bootstrap = bootstrap_servers(args.bootstrap)
         print(f"simulating {_describe(run)} → {bootstrap} topic {args.topic}", file=sys.stderr, flush=True)
-        n = asyncio.run(publish(run, bootstrap, args.topic, speed, show))
+        n = asyncio.run(publish(run, bootstrap, args.topic, speed, show, patience=args.patience))
         where = f"topic {args.topic}"
     seconds = time.monotonic() - started
     print(f"{n:,} events of {_describe(run)} → {where} in {seconds:.1f} s", file=sys.stderr, flush=True)

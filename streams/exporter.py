@@ -5,6 +5,13 @@ from the same state `/api/ports` reports, so the two cannot disagree, a replay a
 what a live day would, and a restarted worker exports exactly what it exported before. The one
 exception is `crossing_events_rejected_total`, which has no port label and would fall when a
 rebalance takes partitions away: it counts what this process folded (`RisingCounts`).
+
+Counters never fall (SPEC §3), though the core retracts a vehicle's inspection time when a late,
+earlier gate event changes it. So the core keeps two monotonic histograms beside the exact
+averages: `crossing_inspection_seconds` counts every inspection time when it becomes known, and
+`crossing_inspection_retracted_seconds` every one that was replaced later. Both only grow; the
+exact distribution at any moment is the first minus the second (retractions are rare: a resent
+gate event with another time, or an entry camera's event arriving after the exit's).
 """
 
 from __future__ import annotations
@@ -14,14 +21,23 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from crossing_monitor.core.catalogue import Port
 from crossing_monitor.core.events import DIRECTIONS, EVENT_TYPES, REJECT_REASONS, VEHICLE_CLASSES
 from crossing_monitor.core.metrics import INSPECTION_BUCKETS, SECOND, PortMetrics
 
 _BUCKET_LABELS = [str(float(b)) for b in INSPECTION_BUCKETS] + ["+Inf"]
 
 
-def port_families(ports: list[PortMetrics]) -> list[Metric]:
-    """The crossing_* families for these ports."""
+def _histogram_buckets(counts: list[int]) -> list[tuple[str, float]]:
+    cumulative, buckets = 0, []
+    for label, n in zip(_BUCKET_LABELS, counts, strict=True):
+        cumulative += n
+        buckets.append((label, cumulative))
+    return buckets
+
+
+def port_families(ports: list[PortMetrics], catalogue: Mapping[str, Port] | None = None) -> list[Metric]:
+    """The crossing_* families for these ports (`crossing_lanes` from the catalogue, when given)."""
     vehicles = CounterMetricFamily(
         "crossing_vehicles", "Crossings (distinct gate.exited events)", labels=["port", "direction", "vehicle_class"]
     )
@@ -38,7 +54,14 @@ def port_families(ports: list[PortMetrics]) -> list[Metric]:
     )
     histogram = HistogramMetricFamily(
         "crossing_inspection_seconds",
-        "Inspection time (gate.exited - gate.entered), by exit",
+        "Inspection times (gate.exited - gate.entered) counted, by exit; never decremented: a time a late event "
+        "changed is also counted in crossing_inspection_retracted_seconds",
+        labels=["port", "vehicle_class"],
+    )
+    retracted = HistogramMetricFamily(
+        "crossing_inspection_retracted_seconds",
+        "Inspection times counted and later replaced by a late event (the exact distribution is "
+        "crossing_inspection_seconds minus this)",
         labels=["port", "vehicle_class"],
     )
     inspection = GaugeMetricFamily(
@@ -47,15 +70,40 @@ def port_families(ports: list[PortMetrics]) -> list[Metric]:
         labels=["port", "vehicle_class"],
     )
     queue = GaugeMetricFamily(
-        "crossing_queue_vehicles", "Vehicles arrived and not yet entered", labels=["port", "direction"]
+        "crossing_queue_vehicles", "Vehicles arrived with nothing of a later stage yet", labels=["port", "direction"]
     )
     wait = GaugeMetricFamily(
         "crossing_wait_avg_seconds",
         "Average wait (gate.entered - vehicle.arrived) over the 60 min ending at the watermark",
         labels=["port"],
     )
+    wait_booking = GaugeMetricFamily(
+        "crossing_wait_booking_avg_seconds",
+        "Average wait over the 60 min ending at the watermark, booked or walk-up arrivals",
+        labels=["port", "booking"],
+    )
+    clearance = GaugeMetricFamily(
+        "crossing_clearance_avg_seconds",
+        "Average clearance time (gate.exited - vehicle.arrived) over the 60 min ending at the watermark",
+        labels=["port", "direction", "vehicle_class"],
+    )
+    scans = CounterMetricFamily("crossing_scans", "Distinct scan.completed events by result", labels=["port", "result"])
+    lanes = GaugeMetricFamily("crossing_lanes", "Lanes the catalogue lists", labels=["port", "direction"])
+    lanes_in_use = GaugeMetricFamily(
+        "crossing_lanes_in_use", "Distinct lanes with a gate.entered in the last hour", labels=["port", "direction"]
+    )
+    clear = GaugeMetricFamily(
+        "crossing_queue_clear_seconds",
+        "Time the queue takes to clear at the last hour's entry rate (absent while nobody enters a queue)",
+        labels=["port", "direction"],
+    )
+    predicted = GaugeMetricFamily(
+        "crossing_wait_predicted_seconds",
+        "Forecast wait of a vehicle joining the queue at the watermark",
+        labels=["port", "direction"],
+    )
     watermark = GaugeMetricFamily(
-        "crossing_watermark_timestamp_seconds", "Latest event time seen at the port", labels=["port"]
+        "crossing_watermark_timestamp_seconds", "Event time of the port, confirmed by a second sensor", labels=["port"]
     )
     cargo = CounterMetricFamily("crossing_cargo_tonnes", "Declared cargo of crossings", labels=["port"])
     for m in ports:
@@ -66,6 +114,15 @@ def port_families(ports: list[PortMetrics]) -> list[Metric]:
         for etype in EVENT_TYPES:
             events.add_metric([port, etype], m.events_by_type[etype])
         cargo.add_metric([port], m.cargo_g / 1_000_000)
+        scans.add_metric([port, "clear"], m.scans - m.flagged)
+        scans.add_metric([port, "flagged"], m.flagged)
+        if catalogue is not None and port in catalogue:
+            for direction, n in catalogue[port].lanes.items():
+                lanes.add_metric([port, direction], n)
+        for cls, h in sorted(m.inspection_observed.items()):
+            histogram.add_metric([port, cls], _histogram_buckets(h.counts), sum_value=h.total / SECOND)
+        for cls, h in sorted(m.inspection_retracted.items()):
+            retracted.add_metric([port, cls], _histogram_buckets(h.counts), sum_value=h.total / SECOND)
         if m.watermark is None:
             continue
         watermark.add_metric([port], m.watermark / SECOND)
@@ -75,21 +132,32 @@ def port_families(ports: list[PortMetrics]) -> list[Metric]:
         peak.add_metric([port], best[1] if best else 0)
         if best:
             peak_ts.add_metric([port], m.clock.day_start(best[0]))
-        for cls, counts in sorted(m.inspection_histogram.items()):
-            cumulative, buckets = 0, []
-            for label, n in zip(_BUCKET_LABELS, counts, strict=True):
-                cumulative += n
-                buckets.append((label, cumulative))
-            histogram.add_metric([port, cls], buckets, sum_value=m.inspection[cls][0] / SECOND)
         for cls, avg in m.last_hour_inspection().items():
             if avg is not None:
                 inspection.add_metric([port, cls], avg)
-        for direction, n in m.queue().items():
+        now_queue = m.queue()
+        for direction, n in now_queue.items():
             queue.add_metric([port, direction], n)
         last_wait = m.last_hour_wait()
         if last_wait is not None:
             wait.add_metric([port], last_wait)
-    return [vehicles, events, throughput, day, peak, peak_ts, histogram, inspection, queue, wait, watermark, cargo]
+        for booking, avg in m.last_hour_wait_by_booking().items():
+            if avg is not None:
+                wait_booking.add_metric([port, booking], avg)
+        for direction, by_class in m.last_hour_clearance().items():
+            for cls, avg in by_class.items():
+                if avg is not None:
+                    clearance.add_metric([port, direction, cls], avg)
+        for direction, n in m.lanes_in_use().items():
+            lanes_in_use.add_metric([port, direction], n)
+        for direction, f in m.forecast(now_queue).items():
+            if f["clear_seconds"] is not None:
+                clear.add_metric([port, direction], f["clear_seconds"])
+            predicted.add_metric([port, direction], f["predicted_wait_seconds"])
+    return [
+        vehicles, events, throughput, day, peak, peak_ts, histogram, retracted, inspection, queue, wait,
+        wait_booking, clearance, scans, lanes, lanes_in_use, clear, predicted, watermark, cargo,
+    ]  # fmt: skip
 
 
 class RisingCounts:
@@ -148,7 +216,8 @@ class WorkerCollector:
     def collect(self) -> Iterator[Metric]:
         processor = self.processor
         parts = list(processor.partitions.values())
-        yield from port_families([m for part in parts for m in part.monitor.ports.values()])
+        catalogue = parts[0].monitor.catalogue if parts else None
+        yield from port_families([m for part in parts for m in part.monitor.ports.values()], catalogue)
         rejected = CounterMetricFamily("crossing_events_rejected", "Rejected inputs by reason", labels=["reason"])
         totals = self.rejected.update(parts)
         for reason in REJECT_REASONS:

@@ -21,15 +21,16 @@ import orjson
 
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import REJECT_REASONS
-from crossing_monitor.core.metrics import PortMetrics
+from crossing_monitor.core.metrics import STATE_VERSION, PortMetrics
 from crossing_monitor.core.monitor import Monitor
 
 log = logging.getLogger("crossing_monitor.worker")
 
-# The snapshot document's format. A snapshot of another version (or one the core cannot read) is
-# not restored: the partition is rebuilt from the source topic, which holds every event, so an
-# upgrade that changes the state costs one catch-up instead of a crash loop.
-SNAPSHOT_VERSION = 2
+# The snapshot document's format, the core's state version (the document changes with it). A snapshot
+# of another version (or one the core cannot read: `PortMetrics.from_state` raising) is not restored:
+# the partition is rebuilt from the source topic, which holds every event, so an upgrade that changes
+# the state costs one catch-up instead of a crash loop.
+SNAPSHOT_VERSION = STATE_VERSION
 
 
 @dataclass
@@ -76,7 +77,7 @@ class PartitionState:
             return cls(partition, monitor)
         try:
             doc = orjson.loads(zlib.decompress(snapshot))
-            version = doc.get("version")
+            version = doc.get("version") if isinstance(doc, dict) else None
             if version != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {version!r}, this worker reads {SNAPSHOT_VERSION}")
             for slug, state in doc["ports"].items():

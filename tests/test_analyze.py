@@ -17,6 +17,9 @@ SPEC_PORT_KEYS = [
     "crossings", "cargo_tonnes", "days", "peak_day", "watermark", "throughput_per_hour",
     "avg_inspection_seconds", "last_hour_avg_inspection_seconds", "avg_wait_seconds",
     "last_hour_avg_wait_seconds", "queue",
+    # contract 1.1
+    "avg_wait_seconds_by_booking", "avg_clearance_seconds", "last_hour_avg_clearance_seconds", "scans",
+    "lanes_in_use", "forecast",
 ]
 
 
@@ -25,6 +28,7 @@ def sample_events():
         crossing("a", "2023-09-27T09:00:00+08:00", "2023-09-27T09:10:00+08:00", "2023-09-27T09:28:00+08:00",
                  cargo_tonnes=20.5)
         + crossing("b", "2023-09-27T09:05:00+08:00", None, None, direction="inbound")
+        + [event("scan.completed", "2023-09-27T09:28:00+08:00", "a", result="flagged")]  # confirms the watermark
         + [b"garbage", b"", event("gate.exited", "2023-09-27T09:30:00+08:00", "c", port="moon")]
     )
 
@@ -44,13 +48,26 @@ def test_analyze_prints_the_spec_json(tmp_path, capsys, name):
     assert port["crossings"] == 1 and port["cargo_tonnes"] == 20.5
     assert port["days"] == {"2023-09-27": {"crossings": 1, "cargo_tonnes": 20.5,
                                            "avg_inspection_seconds": {"all": 1080.0, "truck": 1080.0},
-                                           "avg_wait_seconds": 600.0}}
+                                           "avg_wait_seconds": 600.0,
+                                           "avg_wait_seconds_by_booking": {"booked": None, "walk_up": 600.0},
+                                           "avg_clearance_seconds": {"outbound": {"all": 1680.0, "truck": 1680.0},
+                                                                     "inbound": {"all": None}},
+                                           "scans": {"completed": 1, "flagged": 1}}}
     assert port["peak_day"] == {"date": "2023-09-27", "crossings": 1}
     assert port["watermark"] == "2023-09-27T09:28:00+08:00"
     assert port["throughput_per_hour"] == 1
     assert port["avg_inspection_seconds"] == {"all": 1080.0, "truck": 1080.0}
     assert port["avg_wait_seconds"] == 600.0
     assert port["queue"] == {"outbound": 0, "inbound": 1}
+    assert port["avg_clearance_seconds"] == port["last_hour_avg_clearance_seconds"] == {
+        "outbound": {"all": 1680.0, "truck": 1680.0}, "inbound": {"all": None}}
+    assert port["scans"] == {"completed": 1, "flagged": 1}
+    assert port["lanes_in_use"] == {"outbound": 1, "inbound": 0}
+    # inbound: one queued, nobody entered in the last hour: no time to clear, no wait seen: 0
+    assert port["forecast"] == {
+        "outbound": {"entries_per_hour": 1, "clear_seconds": 0.0, "predicted_wait_seconds": 0.0},
+        "inbound": {"entries_per_hour": 0, "clear_seconds": None, "predicted_wait_seconds": 0.0},
+    }
     # the blank line is no event; the rest are counted
     assert out["rejected"] == {"malformed": 1, "invalid": 0, "unknown_port": 1, "duplicate": 0}
 
@@ -67,6 +84,11 @@ def test_table_format_is_readable(tmp_path, capsys):
     assert main(["analyze", path]) == 0
     out = capsys.readouterr().out
     assert "khorgos" in out and "2023-09-27" in out and "malformed 1" in out
+    for column in ("clearance", "predicted wait", "flagged", "lanes in use"):
+        assert column in out
+    row = next(line for line in out.splitlines() if "khorgos" in line)
+    assert "28.0/–" in row  # clearance of the one outbound truck: 09:00 → 09:28; no inbound one
+    assert "100.0%" in row and "1/0" in row  # its one scan was flagged; one outbound lane in use
 
 
 @pytest.mark.parametrize(

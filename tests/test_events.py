@@ -159,3 +159,43 @@ def test_the_cached_timestamp_parser_agrees_with_the_full_rfc3339_one_on_any_tex
 def test_the_cached_timestamp_parser_agrees_on_real_timestamps(dt, offset, fraction):
     text = dt.strftime("%Y-%m-%dT%H:%M:%S") + fraction + offset
     assert parse_timestamp(text) == _parse_timestamp_slow(text) is not None
+
+
+@pytest.mark.parametrize(
+    ("ts", "valid"),
+    [
+        ("2000-01-01T00:00:00Z", True),
+        ("2000-01-01T08:00:00+08:00", True),  # the same instant
+        ("2000-01-01T07:59:59.999+08:00", False),  # a millisecond before 2000-01-01T00:00Z
+        ("1999-12-31T23:59:59Z", False),
+        ("2099-12-31T23:59:59.999999Z", True),
+        ("2100-01-01T00:00:00Z", False),
+        ("2099-12-31T20:00:00-04:00", False),  # 2100-01-01T00:00Z
+        ("9999-12-31T23:59:59-12:00", False),  # would be year 10000 in UTC
+        ("0001-01-01T00:00:00+14:00", False),  # would be year 0 in UTC
+    ],
+)
+def test_ts_must_be_an_instant_from_2000_up_to_2100(ts, valid):
+    result = _parse(event("gate.exited", ts))
+    if valid:
+        assert isinstance(result, Event)
+    else:
+        assert isinstance(result, Rejection) and result.reason == "invalid" and "ts" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("cargo", "valid"),
+    [(0, True), (1000, True), (1000.0, True), (999.5, True), (1000.001, False), (1e308, False), (10**400, False),
+     (float("inf"), False), (float("nan"), False), (-0.5, False)],
+)
+def test_cargo_tonnes_must_be_finite_and_at_most_1000(cargo, valid):
+    from crossing_monitor.core.events import validate
+
+    result = validate(event("gate.exited", "2023-09-27T08:15:02+08:00", cargo_tonnes=cargo), PORTS)
+    if valid:
+        assert isinstance(result, Event) and result.cargo_tonnes == cargo
+    else:
+        assert isinstance(result, Rejection) and result.reason == "invalid" and "cargo_tonnes" in result.detail
+    if cargo == 1e308:  # the poison event of issue 12, as it comes over the wire
+        wire = _parse(event("gate.exited", "2023-09-27T08:15:02+08:00", cargo_tonnes=cargo))
+        assert isinstance(wire, Rejection) and wire.reason == "invalid"

@@ -26,6 +26,12 @@ def report(catalogue, events, port="khorgos") -> dict:
     return fold(catalogue, events).report()["ports"][port]
 
 
+def _clock(ts: str, tag: str) -> list[dict]:
+    """Two sensors reporting `ts`: they move the watermark there (SPEC 1.1: a second sensor confirms it)."""
+    return [event("scan.started", ts, f"clock-{tag}", sensor_id="clock-a"),
+            event("scan.started", ts, f"clock-{tag}", sensor_id="clock-b")]
+
+
 def test_crossings_cargo_and_days_in_beijing_time_around_midnight(catalogue):
     events = [
         # 23:59:59 on the 26th in Beijing, written in UTC
@@ -125,7 +131,8 @@ def test_throughput_counts_exits_in_the_last_hour_half_open(catalogue):
         event("gate.exited", "2023-09-27T09:00:00+08:00", "a"),  # exactly watermark − 60 min: out
         event("gate.exited", "2023-09-27T09:00:00.001+08:00", "b"),  # in
         event("gate.exited", "2023-09-27T09:30:00+08:00", "c"),
-        event("scan.started", "2023-09-27T10:00:00+08:00", "z"),  # watermark, not a crossing
+        event("scan.started", "2023-09-27T10:00:00+08:00", "z"),  # not a crossing
+        event("inspection.started", "2023-09-27T10:00:00+08:00", "z"),  # a second sensor: the watermark
         event("gate.exited", "2023-09-27T08:00:00+08:00", "late"),  # late: counted, not in the hour
     ]
     r = report(catalogue, events)
@@ -137,7 +144,7 @@ def test_last_hour_averages_follow_the_watermark(catalogue):
     events = (
         crossing("old", "2023-09-27T07:00:00+08:00", "2023-09-27T07:10:00+08:00", "2023-09-27T08:00:00+08:00")
         + crossing("new", "2023-09-27T09:00:00+08:00", "2023-09-27T09:30:00+08:00", "2023-09-27T09:45:00+08:00")
-        + [event("scan.started", "2023-09-27T10:00:00+08:00", "z")]
+        + _clock("2023-09-27T10:00:00+08:00", "z")
     )
     r = report(catalogue, events)
     assert r["last_hour_avg_inspection_seconds"] == {"all": 900.0, "truck": 900.0}
@@ -166,14 +173,15 @@ def test_queue_is_arrived_but_not_entered_per_direction(catalogue):
     assert report(catalogue, events)["queue"] == {"outbound": 1, "inbound": 1}
 
 
-def test_a_vehicle_that_never_enters_leaves_the_queue_after_24_hours(catalogue):
+def test_a_vehicle_that_never_enters_leaves_the_queue_after_72_hours(catalogue):
     base = [event("vehicle.arrived", "2023-09-27T10:00:00+08:00", "stuck")]
-    still = base + [event("scan.started", "2023-09-28T09:59:59.999+08:00", "x")]
+    still = base + _clock("2023-09-30T09:59:59.999+08:00", "x")
     assert report(catalogue, still)["queue"] == {"outbound": 1, "inbound": 0}
-    gone = base + [event("scan.started", "2023-09-28T10:00:00+08:00", "x")]
+    gone = base + _clock("2023-09-30T10:00:00+08:00", "x")
     assert report(catalogue, gone)["queue"] == {"outbound": 0, "inbound": 0}
     # and the drop does not depend on how the watermark got there
-    many = base + [event("scan.started", f"2023-09-28T{h:02d}:00:00+08:00", f"x{h}") for h in range(24)]
+    hours = [f"2023-09-{27 + (10 + h) // 24}T{(10 + h) % 24:02d}:00:00+08:00" for h in range(73)]
+    many = base + [e for h, ts in enumerate(hours) for e in _clock(ts, str(h))]
     assert report(catalogue, many)["queue"] == {"outbound": 0, "inbound": 0}
 
 
@@ -223,11 +231,15 @@ def _year_of_traffic(days: int):
 def test_state_stays_bounded_on_event_time(catalogue):
     m = fold(catalogue, _year_of_traffic(20)).ports["khorgos"]
     assert m.crossings == sum(1 for i in range(20 * 144) if i % 7)
+    assert m.watermark is not None and m.second_sensor is not None  # pruning is on
     assert len(m.ids) <= 49 * 144 * 3  # 48 h of ids (+ the current hour)
-    assert len(m.vehicles) <= 73 * 6  # 72 h of vehicles
+    exited = sum(1 for v in m.vehicles.values() if v.exited is not None)
+    assert exited <= 74 * 6  # 72 h of vehicles that left (+ the current hour)
+    assert len(m.vehicles) - exited <= 171 * 6 / 7  # 7 days and an hour of those that never entered
     assert sum(len(b) for _, b in m.id_hours) == len(m.ids)
-    assert len(m.waiting) <= 25 * 6  # only the last 24 h of arrivals that never entered
+    assert len(m.waiting) <= 73 * 6 / 7 + 1  # only the last 72 h of arrivals that never entered
     assert len(m.recent_exits) <= 2 * 6 and len(m.recent_inspections) <= 2 * 6
+    assert len(m.recent_entries) <= 2 * 6 and len(m.recent_waits) <= 2 * 6 and len(m.recent_clearances) <= 2 * 6
 
 
 def test_state_round_trips_through_json_and_goes_on_identically(catalogue):

@@ -89,6 +89,9 @@ def _scenario(now: datetime) -> list[bytes]:
                     direction="inbound" if k else "outbound",
                 )
             )
+        # a second sensor at the last exit's time: contract 1.1's watermark needs two to move there
+        out += lines([event("scan.started", _iso(now - timedelta(minutes=9)), f"{slug}-recent-car", port=slug,
+                            sensor_id=f"{slug}-recent-scanner", direction="inbound")])
     return out
 
 

@@ -32,7 +32,11 @@ def _ts(seconds: int, offset: str) -> str:
 
 @st.composite
 def messy_logs(draw) -> list[bytes]:
-    """Vehicles of two ports over ~20 h, with duplicates (same and conflicting copies) and bad lines."""
+    """Vehicles of two ports over ~20 h, with duplicates (same and conflicting copies) and bad lines.
+
+    Several sensors (one of them with a clock days ahead), booked and walk-up arrivals, scans with
+    either result, a few lanes, directions that differ between a vehicle's events, and instants that
+    tie, so that every figure of contract 1.1 and every tie-break is exercised."""
     n = draw(st.integers(1, 40))
     out: list[bytes] = []
     for i in range(n):
@@ -42,20 +46,26 @@ def messy_logs(draw) -> list[bytes]:
         t0 = START + draw(st.integers(0, 20 * 3600))
         kinds = draw(st.lists(st.sampled_from(EVENT_TYPES), min_size=1, max_size=6))
         for j, kind in enumerate(kinds):
-            t = t0 + draw(st.integers(-600, 3 * 3600))
+            t = t0 + draw(st.one_of(st.integers(-600, 3 * 3600), st.sampled_from([0, 600, 3600])))
+            sensor = draw(st.sampled_from(["s1", "s2", "s3", "ahead"]))
+            if sensor == "ahead":
+                t += 3 * 86400  # a sensor whose clock runs three days ahead
             obj = {
                 "event_id": f"{port}-{i}-{j}",
                 "type": kind,
                 "ts": _ts(t, draw(st.sampled_from(OFFSETS))),
                 "port": port,
-                "lane": "L1",
-                "direction": direction,
+                "lane": draw(st.sampled_from(["L1", "L2", "L3"])),
+                "direction": direction if draw(st.integers(0, 4)) else draw(st.sampled_from(["outbound", "inbound"])),
                 "vehicle_id": f"veh{i}",
                 "vehicle_class": cls,
-                "sensor_id": "s1",
+                "sensor_id": sensor,
                 "cargo_tonnes": draw(st.sampled_from([0, 1.5, 20.25, 7])),
-                "result": "flagged",
+                "result": draw(st.sampled_from(["clear", "flagged"])),
             }
+            booked = draw(st.sampled_from([None, True, False, "absent"]))
+            if booked != "absent":
+                obj["booked"] = booked
             out.append(orjson.dumps(obj))
             if draw(st.booleans()) and draw(st.booleans()):
                 out.append(orjson.dumps(obj))  # an identical resend

@@ -95,6 +95,16 @@ def _add_kafka_options(p: argparse.ArgumentParser, topic_help: str = "topic") ->
 # ---- simulate / record / replay (producers/) ------------------------------------------------
 
 
+def _add_patience_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--patience",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to keep retrying while Kafka acknowledges nothing, then give up (default 600)",
+    )
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
@@ -134,6 +144,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     _add_catalogue_option(p)
     _add_progress_option(p)
     _add_kafka_options(p)
+    _add_patience_option(p)
     p.set_defaults(handler="producers.simulate:main")
 
 
@@ -163,6 +174,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", default="1", help="1 = original pace, N = N× faster, 'max' = as fast as possible")
     _add_progress_option(p)
     _add_kafka_options(p, "topic to replay into; use another one to keep live figures untouched")
+    _add_patience_option(p)
     p.set_defaults(handler="producers.replay:main")
 
 

@@ -42,6 +42,10 @@ _RFC3339 = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# v1.1: an instant in [2000-01-01T00:00Z, 2100-01-01T00:00Z), so every figure (days, local times) exists
+TS_MIN: Final = (datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+TS_END: Final = (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+MAX_CARGO_TONNES: Final = 1000
 
 
 class Rejection(NamedTuple):
@@ -208,9 +212,10 @@ def validate(obj: dict, ports: Container[str]) -> Event | Rejection:
             cargo = get("cargo_tonnes")
             if (
                 ts is not None
+                and TS_MIN <= ts < TS_END
                 and (booked is None or type(booked) is bool)
                 and (result is None and etype != "scan.completed" or type(result) is str and result in _RESULTS)
-                and (cargo is None or ((type(cargo) is float or type(cargo) is int) and cargo >= 0))
+                and (cargo is None or ((type(cargo) is float or type(cargo) is int) and 0 <= cargo <= MAX_CARGO_TONNES))
             ):
                 return _new_event(
                     Event,
@@ -236,6 +241,8 @@ def _validate_slowly(obj: dict, ports: Container[str]) -> Event | Rejection:
     ts = parse_timestamp(ts_text)
     if ts is None:
         return _invalid(f"ts {ts_text[:40]!r} is not RFC 3339 with an offset")
+    if not TS_MIN <= ts < TS_END:
+        return _invalid(f"ts {ts_text[:40]!r} is outside 2000-01-01T00:00Z up to 2100-01-01T00:00Z")
     port = get("port")
     if type(port) is not str or not port:
         return _invalid("port must be a non-empty string")
@@ -261,8 +268,8 @@ def _validate_slowly(obj: dict, ports: Container[str]) -> Event | Rejection:
     cargo = get("cargo_tonnes")
     if cargo is not None:
         ctype = type(cargo)
-        if (ctype is not float and ctype is not int) or cargo < 0:
-            return _invalid("cargo_tonnes must be a number >= 0")
+        if (ctype is not float and ctype is not int) or not 0 <= cargo <= MAX_CARGO_TONNES:  # NaN fails too
+            return _invalid(f"cargo_tonnes must be a finite number from 0 to {MAX_CARGO_TONNES}")
     if port not in ports:
         return Rejection("unknown_port", f"port {port[:64]!r} is not in the catalogue")
     return _new_event(

@@ -45,8 +45,18 @@ class Monitor:
                 return result
             self.rejected[result.reason] += 1
             return result
-        port = self.ports.get(result.port) or self.metrics(result.port)
-        if not port.apply(result):
+        port = self.ports.get(result.port)
+        try:
+            if port is None:
+                port = PortMetrics(result.port, self.catalogue[result.port].timezone)
+                accepted = port.apply(result)
+                self.ports[result.port] = port  # only once its first event is in
+            else:
+                accepted = port.apply(result)
+        except Exception as exc:  # noqa: BLE001 - one event must never stop the monitor; apply changed nothing
+            self.rejected["invalid"] += 1
+            return Rejection("invalid", str(exc) or type(exc).__name__)
+        if not accepted:
             self.rejected["duplicate"] += 1
             return Rejection("duplicate", f"event_id {result.event_id!r} was already seen")
         return result
