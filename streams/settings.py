@@ -28,8 +28,8 @@ class Settings:
     # A partition is checkpointed once this many events are unsaved, or once its oldest unsaved event
     # is this old: the source topic holds every event, so a sparse checkpoint loses nothing on a crash
     # (the new owner folds the rest again from the checkpoint's offset), it only costs a longer catch-up.
-    # 10 minutes: Khorgos's state is ~150 KB compressed, so at its record-day rate (~14,000 events a day)
-    # 144 checkpoints a day are ~1.5 KB per event (goal: at most 2 KB); at 60 s it would be ~15 KB.
+    # 10 minutes: Khorgos's state is ~175 KB compressed, so at its record-day rate (~14,000 events a day)
+    # 144 checkpoints a day are ~1.7 KB per event (goal: at most 2 KB); at 60 s it would be ~18 KB.
     checkpoint_events: int = 20_000
     checkpoint_max_age: float = 600.0
     # How long the broker may hold a fetch for partitions with nothing new (ms): short makes a
