@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from streams.state import snapshot_key
@@ -40,6 +41,39 @@ class TopicDeadLetters:
 
     def send(self, key: bytes, value: bytes) -> Awaitable[Any]:
         return self.topic.send_soon(key=key, value=value)
+
+
+class TopicForwards:
+    """The source topic, for misrouted events: an explicit partition, through Faust's producer."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+
+    def send(self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Awaitable[Any]:
+        return self.topic.send_soon(key=key, value=value, partition=partition, headers=headers)
+
+
+class PortHome:
+    """The partition Kafka's default (murmur2) partitioner gives a port's key among the topic's
+    partitions, as the consumer's cluster metadata counts them (None until it knows the topic)."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+        self._known: dict[tuple[str, int], int] = {}
+
+    def __call__(self, port: str) -> int | None:
+        try:
+            found = self.app.consumer._thread._ensure_consumer()._client.cluster.partitions_for_topic(self.topic)
+        except Exception:  # noqa: BLE001 - no consumer or metadata yet
+            return None
+        if not found:
+            return None
+        n = len(found)
+        home = self._known.get((port, n))
+        if home is None:
+            home = self._known[(port, n)] = sorted(found)[(murmur2(port.encode()) & 0x7FFFFFFF) % n]
+        return home
 
 
 END_OFFSET_TIMEOUT = 5.0  # seconds; the stall watch asks again at the next tick

@@ -240,6 +240,19 @@ class WorkerCollector:
         )
         again.add_metric([], processor.reads_again)
         yield again
+        undecodable = CounterMetricFamily(
+            "crossing_worker_batches_undecodable",
+            "Record batches the consumer could not decode (codec, CRC, damage) and read past",
+        )
+        skipped = getattr(getattr(self.app, "transport", None), "skipped", None)
+        undecodable.add_metric([], skipped.count if skipped is not None else 0)
+        yield undecodable
+        forwarded = CounterMetricFamily(
+            "crossing_worker_events_forwarded",
+            "Events that landed on another partition than their port's and were forwarded to it",
+        )
+        forwarded.add_metric([], processor.events_forwarded)
+        yield forwarded
         assigned = GaugeMetricFamily("crossing_worker_partitions", "Source partitions this worker holds state for")
         assigned.add_metric([], len(parts))
         yield assigned

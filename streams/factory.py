@@ -20,7 +20,7 @@ import faust
 from crossing_monitor.core.catalogue import Catalogue, load_catalogue
 from crossing_monitor.kafka.security import KafkaSecurity
 from streams import web
-from streams.adapters import AppGroup, ConsumerSource, TableCheckpoints, TopicDeadLetters
+from streams.adapters import AppGroup, ConsumerSource, PortHome, TableCheckpoints, TopicDeadLetters, TopicForwards
 from streams.processor import Processor
 from streams.settings import Settings
 from streams.transport import BatchHandoff
@@ -102,12 +102,16 @@ def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity
         dead_letters=TopicDeadLetters(dlq_topic),
         source=ConsumerSource(app, settings.topic),
         group=AppGroup(app, settings.topic),
+        forwards=TopicForwards(app.events_topic),
+        home=PortHome(app, settings.topic),
         checkpoint_events=settings.checkpoint_events,
         checkpoint_max_age=settings.checkpoint_max_age,
         stall_seconds=settings.stall_seconds,
     )
     _connect(app, app.processor, batches, settings)
-    web.register(app)
+    collector = web.register(app)
+    # what a state counted since the last scrape is read before a rebalance drops it
+    app.processor.on_forget = collector.rejected.update
     return app
 
 

@@ -15,6 +15,9 @@ The rules it keeps:
 - a checkpoint (the partition's dead letters, then its snapshot) counts as durable only once Kafka
   has acknowledged every part of it, and only durable offsets are committed;
 - a dead letter is kept until Kafka has acknowledged it: a failed checkpoint sends it again;
+- an event whose `port` belongs on another partition (keyless, wrongly keyed, or a producer with
+  another partitioner) is not folded here: it is forwarded to its port's partition with the
+  checkpoint, kept like a dead letter until acknowledged, so each port has one state;
 - a batch fetched in an older group generation, or during a rebalance for a partition without
   state, is dropped (it is read again from the committed offset).
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,12 +36,15 @@ import orjson
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import Rejection
 from crossing_monitor.core.metrics import PortMetrics
+from streams.deadletters import dead_letter
 from streams.state import PartitionState
 
 log = logging.getLogger("crossing_monitor.worker")
 
 SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
 MAX_STALL_WAIT = 300.0  # seconds between two re-seeks of a partition that stays stuck at one offset
+# header of a forwarded record: it is folded where it lands, never forwarded again
+FORWARDED = "crossing-forwarded-from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,12 @@ class DeadLetterSink(Protocol):
     """The dead-letter topic: a send that resolves once Kafka has the letter."""
 
     def send(self, key: bytes, value: bytes) -> Awaitable[Any]: ...
+
+
+class ForwardSink(Protocol):
+    """The source topic, for forwarding: a send to an explicit partition that resolves once Kafka has it."""
+
+    def send(self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Awaitable[Any]: ...
 
 
 class SourceLog(Protocol):
@@ -107,12 +119,18 @@ class Processor:
         source: SourceLog,
         group: Group,
         send_timeout: float = SEND_TIMEOUT,
+        forwards: ForwardSink | None = None,
+        home: Callable[[str], int | None] | None = None,
+        on_forget: Callable[[Iterable[PartitionState]], None] | None = None,
         *,
         checkpoint_events: int = 20_000,
         checkpoint_max_age: float = 600.0,
         stall_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`home(port)` is the partition a port's events belong on (None: not known yet; without `home`
+        or `forwards` every event is folded where it landed); `on_forget` is given every state held
+        just before some are dropped (the exporter's rising counters read them a last time)."""
         self.catalogue = catalogue
         self.topic = topic
         self.store = store
@@ -120,6 +138,10 @@ class Processor:
         self.source = source
         self.group = group
         self.send_timeout = send_timeout
+        self.forwards = forwards
+        self.home = home if forwards is not None else None
+        self.on_forget = on_forget
+        self.slugs = frozenset(catalogue)
         self.checkpoint_events = checkpoint_events
         self.checkpoint_max_age = checkpoint_max_age
         self.stall_seconds = stall_seconds
@@ -131,6 +153,8 @@ class Processor:
         self.batches_folded = 0
         self.offsets_missing = 0
         self.reads_again = 0
+        self.events_forwarded = 0
+        self.fold_errors = 0
         self.checkpoints_written = 0
         self.last_checkpoint_bytes = 0
         self.last_checkpoint_time: float | None = None  # wall-clock time of the last acknowledged checkpoint
@@ -166,6 +190,8 @@ class Processor:
 
     def forget(self, partitions: set[int]) -> None:
         """After a rebalance, state is rebuilt from the checkpoints of what this worker owns."""
+        if self.on_forget is not None:
+            self.on_forget(list(self.partitions.values()))  # every state held, a last time before some go
         for p in partitions:
             self.partitions.pop(p, None)
 
@@ -206,9 +232,22 @@ class Processor:
                 self.offsets_missing += offset - next_offset
                 log.info("partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1)
             raw = record.value if record.value is not None else b""
-            result = process(raw)
-            if type(result) is Rejection and result.reason != "duplicate":
-                part.dead_letters[offset] = self.dead_letter(part.partition, offset, raw, result)
+            target = self.misrouted(part.partition, record, raw)
+            if target is not None:
+                part.forwards[offset] = (target, raw)
+                self.events_forwarded += 1
+            else:
+                try:
+                    result = process(raw)
+                except Exception as exc:  # noqa: BLE001 - no record may stop the worker (SPEC §1)
+                    self.fold_errors += 1
+                    log.exception("partition %d offset %d: fold failed; dead-lettered", part.partition, offset)
+                    part.monitor.rejected["invalid"] += 1
+                    result = Rejection("invalid", f"{type(exc).__name__}: {exc}")
+                if type(result) is Rejection and result.reason != "duplicate":
+                    part.dead_letters[offset] = dead_letter(
+                        self.topic, part.partition, offset, raw, result.reason, result.detail
+                    )
             next_offset = offset + 1
             folded += 1
         part.next_offset = next_offset
@@ -220,17 +259,29 @@ class Processor:
         self.batches_folded += 1
         self.events_processed += folded
 
-    def dead_letter(self, partition: int, offset: int, raw: bytes, rejection: Rejection) -> tuple[bytes, bytes]:
-        """(key, value) of the dead letter for a rejected record: reason, detail and the payload as sent."""
-        letter = {
-            "reason": rejection.reason,
-            "detail": rejection.detail,
-            "topic": self.topic,
-            "partition": partition,
-            "offset": offset,
-            "payload": raw.decode("utf-8", errors="replace"),
-        }
-        return f"{self.topic}/{partition}/{offset}".encode(), orjson.dumps(letter)
+    def misrouted(self, partition: int, record: Any, raw: bytes) -> int | None:
+        """The partition the record's event belongs on when it is not `partition`, else None.
+
+        "Belongs": the partition Kafka's default (murmur2) partitioner gives its `port` among the
+        topic's partitions, which is where a correctly keyed `simulate` or `replay` puts it. Only a
+        JSON object naming a catalogue port is forwarded (anything else is judged here), and never a
+        record that was forwarded already (no loop while workers disagree on the partition count).
+        """
+        home = self.home
+        if home is None:
+            return None
+        headers = getattr(record, "headers", None)
+        if headers and any(name == FORWARDED for name, _ in headers):
+            return None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        port = obj.get("port") if type(obj) is dict else None
+        if type(port) is not str or port not in self.slugs:
+            return None
+        target = home(port)
+        return None if target is None or target == partition else target
 
     async def read_past(self, part: PartitionState, first: int) -> bool:
         """A batch starts at `first`, past the state's offset. True when the records in between no
@@ -277,12 +328,12 @@ class Processor:
     def needs_checkpoint(part: PartitionState) -> bool:
         """Something folded in since the last checkpoint, a dead letter not acknowledged yet, or a
         checkpoint that did not reach Kafka (tried again, even if nothing new came in)."""
-        return bool(part.unsaved or part.dead_letters or part.durable_offset < part.next_offset)
+        return bool(part.unsaved or part.dead_letters or part.forwards or part.durable_offset < part.next_offset)
 
     def checkpoint_due(self, part: PartitionState, now: float) -> bool:
-        """Enough unsaved events or an old enough one, a dead letter waiting (letters are not held
-        back for the age rule), or a checkpoint that Kafka did not acknowledge (tried again)."""
-        if part.dead_letters or part.durable_offset < part.checkpoint_offset:
+        """Enough unsaved events or an old enough one, a dead letter or forward waiting (they are not
+        held back for the age rule), or a checkpoint that Kafka did not acknowledge (tried again)."""
+        if part.dead_letters or part.forwards or part.durable_offset < part.checkpoint_offset:
             return True
         if not part.unsaved:
             return False
@@ -298,6 +349,8 @@ class Processor:
                 return
             letters = list(part.dead_letters.items())
             sent = [self.dead_letters.send(key, value) for _, (key, value) in letters]
+            forwards = list(part.forwards.items())
+            sent += [self._forward(part.partition, offset, target, raw) for offset, (target, raw) in forwards]
             blob = part.snapshot()
             sent.append(self.store.put(part.partition, blob))
             offset = part.next_offset
@@ -309,10 +362,20 @@ class Processor:
             for (letter_offset, _), ok in zip(letters, acked, strict=False):
                 if ok:
                     part.dead_letters.pop(letter_offset, None)
+            for (forward_offset, _), ok in zip(forwards, acked[len(letters) :], strict=False):
+                if ok:
+                    part.forwards.pop(forward_offset, None)
             if all(acked):
                 part.durable_offset = max(part.durable_offset, offset)
                 self.last_checkpoint_time = time.time()
                 part.dirty_since = part.unsaved_since if part.unsaved else None
+
+    def _forward(self, partition: int, offset: int, target: int, raw: bytes) -> Awaitable[Any]:
+        """Send a misrouted record on to its port's partition, keyed by its port, saying where it came from."""
+        assert self.forwards is not None  # misrouted() forwards nothing without a sink
+        port = orjson.loads(raw)["port"]
+        origin = f"{self.topic}/{partition}/{offset}".encode()
+        return self.forwards.send(target, port.encode(), raw, [(FORWARDED, origin)])
 
     async def _settle(self, partition: int, offset: int, sent: list[Awaitable[Any]]) -> list[bool]:
         """Wait (at most send_timeout) for the sends; whether each one was acknowledged."""

@@ -47,6 +47,8 @@ class PartitionState:
     committed_offset: int = 0  # the source offset this worker last committed (never past durable_offset)
     # {source offset: (key, value)} of dead letters Kafka has not acknowledged yet
     dead_letters: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    # {source offset: (partition, payload)} of misrouted events not yet acknowledged in their port's partition
+    forwards: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     # rejections by reason in the state this worker restored: where its own count starts (streams.exporter)
     restored_rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
     unsaved_since: float = 0.0  # monotonic time of the oldest event folded in since the last checkpoint

@@ -12,6 +12,9 @@ position a new owner starts from is never past the state it restores.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
@@ -21,8 +24,47 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.processor import Batch
+from streams.undecodable import skip_undecodable
 
-__all__ = ["Batch", "BatchConsumer", "BatchHandoff", "BatchTransport"]
+__all__ = ["Batch", "BatchConsumer", "BatchHandoff", "BatchTransport", "SkippedBatches"]
+
+log = logging.getLogger("crossing_monitor.worker")
+
+
+class SkippedBatches:
+    """Record batches this worker's consumer could not decode and read past (`streams.undecodable`):
+    logged once each, counted for /metrics, the last few listed on /healthz. Called from the
+    consumer's thread; the GIL makes the count and the bounded list safe to read from the web's."""
+
+    RECENT = 10
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.records = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=self.RECENT)
+
+    def __call__(self, tp: Any, first: int, last: int, error: Exception) -> None:
+        self.count += 1
+        self.records += max(0, last - first + 1)
+        self.recent.append(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "first_offset": first,
+                "last_offset": last,
+                "error": f"{type(error).__name__}: {error}",
+                "at": time.time(),
+            }
+        )
+        log.error(
+            "%s/%d: record batch at offsets %d-%d cannot be decoded (%s: %s); skipped",
+            tp.topic,
+            tp.partition,
+            first,
+            last,
+            type(error).__name__,
+            error,
+        )
 
 
 @dataclass(frozen=True)
@@ -43,9 +85,31 @@ FETCH_MAX_WAIT_MS = 10
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a short fetch wait (see FETCH_MAX_WAIT_MS) and reading only the
+    """Faust's consumer thread, with a short fetch wait (see FETCH_MAX_WAIT_MS), reading only the
     committed records of transactional producers (aborted ones are never counted, and an open
-    transaction's records wait until it commits)."""
+    transaction's records wait until it commits), and reading past a record batch it cannot decode
+    instead of failing on it for ever (see `streams.undecodable`)."""
+
+    _stop_skipping: Callable[[], None] | None = None
+
+    async def on_start(self) -> None:
+        skipped: SkippedBatches = self.transport.skipped
+
+        def on_skip(tp: Any, first: int, last: int, error: Exception) -> None:
+            consumer = self._consumer
+            if consumer is not None and tp in consumer.assignment():  # this consumer's, not another app's
+                skipped(tp, first, last, error)
+
+        self._stop_skipping = skip_undecodable(on_skip)
+        await super().on_start()
+
+    async def on_thread_stop(self) -> None:
+        try:
+            await super().on_thread_stop()
+        finally:
+            if self._stop_skipping is not None:
+                self._stop_skipping()
+                self._stop_skipping = None
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -140,3 +204,4 @@ class BatchTransport(faust_aiokafka.Transport):
     def __init__(self, *args: Any, handoff: BatchHandoff | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handoff = handoff
+        self.skipped = SkippedBatches()

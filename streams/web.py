@@ -1,8 +1,10 @@
 """HTTP interface of the worker (SPEC §3): /api/ports, /api/ports/{port}, /metrics, /healthz, the wall.
 
-A port's figures live on the worker that owns its partition. Any worker answers for every port:
-it asks Faust's router which worker owns a port and fetches that worker's local answer
-(`?local=1`), so a wall display can point at any worker. The views read everything from their
+A port's figures live on the worker whose partition state holds them. Any worker answers for every
+port: it asks every worker of the group's current assignment (Faust's assignor metadata) for its
+local answer (`?local=1`: its ports and which partition holds each), so a wall display can point at
+any worker, whatever partitioner the sensors' producers used; a worker that does not answer is
+named, with the reason, never silent zeros. The views read everything from their
 app (`streams.workerapp.WorkerApp`); `register` adds them to one.
 """
 
@@ -36,94 +38,124 @@ def _worker(view: View) -> WorkerApp:
     return cast(WorkerApp, view.app)
 
 
-def _owner_url(app: WorkerApp, port: str) -> str | None:
-    """Base URL of the worker that owns `port`, or None when this worker does."""
+def _workers(app: WorkerApp) -> dict[str, list[int]]:
+    """{base URL: source partitions} of every worker in the group's current assignment (Faust's
+    assignor spreads it to all members); empty before the first assignment."""
     try:
-        url = app.router.external_topic_key_store(app.events_topic, port.encode())
-    except (KeyError, IndexError, AttributeError, TypeError):
-        return None  # no assignment or topic metadata yet (starting up): answer from what this worker has
-    me = (app.settings.web_host, app.settings.web_port)
-    if (url.host, url.port) == me:
-        return None
-    return str(url).rstrip("/")
+        distribution = app.assignor.external_topics_metadata()
+    except Exception:  # noqa: BLE001 - no assignment yet
+        return {}
+    workers: dict[str, list[int]] = {}
+    for url, topics in distribution.items():
+        workers[str(url).rstrip("/")] = sorted(topics.get(app.settings.topic, []))
+    return workers
 
 
-def local_report(app: WorkerApp, port: str) -> dict[str, Any] | None:
-    metrics = app.processor.port_metrics(port)
-    return None if metrics is None else metrics.report()
+def _me(app: WorkerApp) -> str:
+    return str(app.conf.canonical_url).rstrip("/")
+
+
+def local_ports(app: WorkerApp) -> dict[str, Any]:
+    """What this worker holds: its ports' figures, its rejected counts, and which partition's state
+    holds each port (so that another worker can tell whose figures a port's are)."""
+    processor = app.processor
+    ports: dict[str, Any] = {}
+    held: dict[str, list[str]] = {}
+    for p, part in sorted(processor.partitions.items()):
+        held[str(p)] = sorted(part.monitor.ports)
+        for slug, metrics in part.monitor.ports.items():
+            ports.setdefault(slug, metrics.report())  # two states of one port: the lower partition's (see below)
+    rejected = dict.fromkeys(REJECT_REASONS, 0)
+    for reason, n in processor.rejected().items():
+        rejected[reason] += n
+    return {"ports": ports, "rejected": rejected, "partitions": held, "worker": _me(app)}
 
 
 async def _fetch(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-        if resp.status == 404:
-            return None
         resp.raise_for_status()
         return orjson.loads(await resp.read())
 
 
-async def _remote(owners: dict[str, list[str]], path: str) -> dict[str, Any]:
-    """GET `path` from each other worker; {base url: answer}."""
-    if not owners:
-        return {}
+async def _ask_all(app: WorkerApp) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every worker's local answer (this one's without HTTP), and the workers that did not answer,
+    with the partitions they hold by the assignment and the reason."""
+    workers = _workers(app)
+    me = _me(app)
+    answers = [local_ports(app)]
+    others = [url for url in workers if url != me]
+    if not others:
+        return answers, []
     async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(_fetch(session, base + path) for base in owners), return_exceptions=True)
-    answers = {}
-    for base, result in zip(owners, results, strict=True):
+        results = await asyncio.gather(
+            *(_fetch(session, url + "/api/ports?local=1") for url in others), return_exceptions=True
+        )
+    unreachable = []
+    for url, result in zip(others, results, strict=True):
         if isinstance(result, BaseException):
-            raise RuntimeError(f"worker {base} did not answer: {result}")
-        answers[base] = result
-    return answers
+            reason = f"{type(result).__name__}: {result}".rstrip(": ")
+            unreachable.append({"worker": url, "partitions": workers[url], "reason": reason})
+        else:
+            answers.append(result)
+    return answers, unreachable
+
+
+def _merge(answers: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Ports and rejected counts over the workers' local answers. A port is in one partition's state
+    (misrouted events are forwarded to its partition); should two states hold it (a checkpoint
+    written before forwarding existed), the lower partition's is taken, whichever worker holds it."""
+    chosen: dict[str, tuple[int, Any]] = {}
+    rejected = dict.fromkeys(REJECT_REASONS, 0)
+    for answer in answers:
+        where = {slug: int(p) for p, slugs in answer.get("partitions", {}).items() for slug in slugs}
+        for slug, report in answer["ports"].items():
+            partition = where.get(slug, 1 << 30)
+            if slug not in chosen or partition < chosen[slug][0]:
+                chosen[slug] = (partition, report)
+        for reason, n in answer["rejected"].items():
+            rejected[reason] = rejected.get(reason, 0) + n
+    return {slug: report for slug, (_, report) in chosen.items()}, rejected
 
 
 class PortsView(View):
-    """All ports: the same object `analyze --format json` prints."""
+    """All ports: the same object `analyze --format json` prints, gathered from every worker of the
+    group; `"unreachable"` lists the workers that did not answer (their ports are missing)."""
 
     async def get(self, request: Request) -> Response:
         app = _worker(self)
-        catalogue, processor = app.catalogue, app.processor
-        local_only = request.query.get("local") == "1"
-        owners: dict[str, list[str]] = {}
-        ports: dict[str, Any] = {}
-        for slug in catalogue:
-            owner = None if local_only else _owner_url(app, slug)
-            if owner is None:
-                report = local_report(app, slug)
-                if report is not None:
-                    ports[slug] = report
-            else:
-                owners.setdefault(owner, []).append(slug)
-        rejected = dict.fromkeys(REJECT_REASONS, 0)
-        for reason, n in processor.rejected().items():
-            rejected[reason] += n
-        try:
-            answers = await _remote(owners, "/api/ports?local=1")
-        except RuntimeError as exc:
-            return _json(self, {"error": str(exc)}, status=503)
-        for answer in answers.values():
-            for slug, report in answer["ports"].items():
-                ports[slug] = report
-            for reason, n in answer["rejected"].items():
-                rejected[reason] += n
-        ordered = {slug: ports[slug] for slug in catalogue if slug in ports}
-        return _json(self, {"ports": ordered, "rejected": rejected})
+        if request.query.get("local") == "1":
+            return _json(self, local_ports(app))
+        answers, unreachable = await _ask_all(app)
+        ports, rejected = _merge(answers)
+        body: dict[str, Any] = {
+            "ports": {slug: ports[slug] for slug in app.catalogue if slug in ports},
+            "rejected": rejected,
+        }
+        if unreachable:
+            body["unreachable"] = unreachable
+        return _json(self, body)
 
 
 class PortView(View):
-    """One port's object; 404 with a JSON error for a port that is not in the catalogue."""
+    """One port's object; 404 with a JSON error for a port that is not in the catalogue, 503 with
+    the reason when the port is not found and a worker that may hold it did not answer."""
 
     async def get(self, request: Request, port: str) -> Response:
         app = _worker(self)
         catalogue = app.catalogue
         if port not in catalogue:
             return _json(self, {"error": f"unknown port {port!r}", "ports": list(catalogue)}, status=404)
-        owner = None if request.query.get("local") == "1" else _owner_url(app, port)
-        if owner is not None:
-            try:
-                answers = await _remote({owner: [port]}, f"/api/ports/{port}?local=1")
-            except RuntimeError as exc:
-                return _json(self, {"error": str(exc)}, status=503)
-            return _json(self, answers[owner])
-        report = local_report(app, port)
+        if request.query.get("local") == "1":
+            answers, unreachable = [local_ports(app)], []
+        else:
+            answers, unreachable = await _ask_all(app)
+        report = _merge(answers)[0].get(port)
+        if report is None and unreachable:
+            return _json(
+                self,
+                {"error": f"the worker holding {port!r} cannot be reached", "port": port, "unreachable": unreachable},
+                status=503,
+            )
         if report is None:  # no event yet: the figures of an empty port
             report = PortMetrics(port, catalogue[port].timezone).report()
         return _json(self, report)
@@ -134,6 +166,13 @@ class MetricsView(View):
 
     async def get(self, request: Request) -> Response:
         return self.bytes(generate_latest(_worker(self).registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def _undecodable(app: WorkerApp) -> dict[str, Any]:
+    skipped = getattr(app.transport, "skipped", None)
+    if skipped is None:
+        return {"batches": 0, "records": 0, "recent": []}
+    return {"batches": skipped.count, "records": skipped.records, "recent": list(skipped.recent)}
 
 
 class HealthView(View):
@@ -149,6 +188,9 @@ class HealthView(View):
                 "batches_folded": processor.batches_folded,
                 "reads_again": processor.reads_again,
                 "offsets_missing": processor.offsets_missing,
+                "events_forwarded": processor.events_forwarded,
+                "fold_errors": processor.fold_errors,
+                "undecodable": _undecodable(_worker(self)),
                 "state": {
                     str(p): {
                         "restored_offset": part.restored_offset,
@@ -239,9 +281,11 @@ VIEWS: list[tuple[str, type[View]]] = [
 ]
 
 
-def register(app: WorkerApp) -> None:
-    """Add the views to `app`, and the /metrics registry that reads its processor."""
+def register(app: WorkerApp) -> WorkerCollector:
+    """Add the views to `app`, and the /metrics registry that reads its processor (returned)."""
     app.registry = CollectorRegistry(auto_describe=False)
-    app.registry.register(WorkerCollector(app.processor, app, app.settings))
+    collector = WorkerCollector(app.processor, app, app.settings)
+    app.registry.register(collector)
     for path, view in VIEWS:
         app.page(path)(view)
+    return collector

@@ -26,7 +26,7 @@ class WorkerApp(faust.App):
     settings: Settings
     catalogue: Catalogue
     processor: Processor
-    events_topic: Any  # faust TopicT of the source topic: the router finds a port's owner with it
+    events_topic: Any  # faust TopicT of the source topic: misrouted events are forwarded through it
     registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
     # seconds after which a stop ends the process at once (None: never; see streams.factory._exit_after)
     stop_deadline: float | None = None

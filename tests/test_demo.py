@@ -173,3 +173,51 @@ def test_the_demo_notices_a_closed_stdout(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(2400)
+def test_the_demos_incident_fires_the_queue_alert_and_it_reaches_the_webhook(tmp_path):
+    """The README's promise for the demo: within its first minutes an incident builds a queue past the
+    port's target, CrossingQueueBuildUp fires (it needs 10 wall-clock minutes of a growing queue above
+    the target) and Alertmanager delivers it to the webhook. Slow by nature: it runs the demo as it is."""
+    import json
+
+    proc, port = _start_demo(tmp_path)
+    try:
+        _wait_for_banner(proc, tmp_path)
+        banner = b""
+        while b"Logs" not in banner:
+            banner += proc.stdout.readline()
+        match = re.search(rb"Incident +incident (\w+):", banner)
+        assert match, f"the banner names no incident:\n{banner.decode()}"
+        incident_port = match[1].decode()
+        target = load_catalogue()[incident_port].targets["queue_vehicles"]
+        base = f"http://127.0.0.1:{port}"
+
+        def queue_past_target() -> bool:
+            queue = httpx.get(f"{base}/api/ports/{incident_port}", timeout=5).json()["queue"]
+            return max(queue.values()) > target
+
+        wait_until(queue_past_target, 15 * 60, f"the {incident_port} queue to pass its target of {target}", 5)
+
+        def alert_delivered() -> bool:
+            path = tmp_path / "alerts.jsonl"
+            if not path.exists():
+                return False
+            for line in path.read_text().splitlines():
+                payload = json.loads(line)["payload"]
+                for alert in payload.get("alerts", []):
+                    labels = alert["labels"]
+                    if (labels.get("alertname"), labels.get("port"), alert.get("status")) == (
+                        "CrossingQueueBuildUp",
+                        incident_port,
+                        "firing",
+                    ):
+                        return True
+            return False
+
+        wait_until(alert_delivered, 20 * 60, f"CrossingQueueBuildUp for {incident_port} at the webhook", 5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(90)

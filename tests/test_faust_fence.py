@@ -1,7 +1,8 @@
 """The Faust and aiokafka internals the worker relies on, fenced: an upgrade that changes one fails here.
 
 Why: the worker's speed and its exactness rest on overriding or calling private methods of Faust and
-aiokafka (`streams/transport.py`, `streams/workerapp.py`, `streams/adapters.py`, `streams/exporter.py`)
+aiokafka (`streams/transport.py`, `streams/workerapp.py`, `streams/adapters.py`, `streams/exporter.py`,
+`streams/undecodable.py`)
 and on the order in which Faust's recovery calls our hooks. faust-streaming is pinned exactly in
 pyproject.toml; this test hashes the source of each of those methods as installed and compares it
 with the hash recorded when the overrides were last reviewed. On a failure: read the changed methods
@@ -48,6 +49,9 @@ REVIEWED = {
     "aiokafka.consumer.consumer:AIOKafkaConsumer.start": "2f1ba70443327538",
     "aiokafka.consumer.consumer:AIOKafkaConsumer.seek": "a9430f1f3b9ac419",
     "aiokafka.consumer.fetcher:Fetcher.fetched_records": "be4348896b9b66af",
+    # streams.undecodable wraps PartitionRecords.__init__ around these
+    "aiokafka.consumer.fetcher:PartitionRecords._unpack_records": "b803e6d46480732c",
+    "aiokafka.consumer.fetcher:FetchResult.getall": "3e717e30de5068d5",
 }
 
 

@@ -574,3 +574,127 @@ def test_a_checkpoint_the_core_cannot_read_is_rebuilt_not_a_crash(monkeypatch):
     monkeypatch.setattr(PortMetrics, "from_state", staticmethod(unreadable))
     part = rig(store=first.store).processor.state_for(0)
     assert (part.next_offset, part.monitor.ports, part.committed_offset) == (0, {}, -1)
+
+
+# ---- misrouted events, dead letters that fit, a fold that raises ---------------------------------
+
+
+class FakeForwards(FakeTopic):
+    def send(self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]):
+        return self._send((partition, key, value, tuple(headers)))
+
+
+@dataclass
+class HeaderRecord:
+    offset: int
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+HOMES = {"khorgos": 0, "lektse": 3}  # a stand-in for murmur2: where each port's events belong
+
+
+def _port(line: bytes) -> str | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj.get("port") if isinstance(obj, dict) else None
+
+
+def forwarding_rig() -> tuple[Rig, FakeForwards]:
+    r = rig(group=FakeGroup(partitions=[0, 3]))
+    forwards = FakeForwards()
+    r.processor = Processor(
+        CATALOGUE, "events", r.store, r.letters, r.source, r.group, send_timeout=1.0, forwards=forwards, home=HOMES.get
+    )
+    return r, forwards
+
+
+def test_a_misrouted_event_is_forwarded_to_its_ports_partition_once_acknowledged_and_counted_there():
+    raw = sample_lines()
+    r, forwards = forwarding_rig()
+    p = r.processor
+    forwards.fail = True
+    assert run(p.handle(batch(records(raw))))  # everything landed on partition 0, lektse's events too
+    assert set(p.partitions[0].monitor.ports) == {"khorgos"}  # no second state of lektse on partition 0
+    lektse = [line for line in raw if _port(line) == "lektse"]
+    assert p.events_forwarded == len(lektse) > 0
+    run(p.tick())  # the forwards fail: kept, nothing durable, nothing committed
+    assert len(p.partitions[0].forwards) == len(lektse) and r.source.commits == []
+    forwards.fail = False
+    run(p.tick())
+    assert p.partitions[0].forwards == {} and r.source.commits == [{0: len(raw)}]
+    assert [f[2] for f in forwards.acked] == lektse  # in order, each once acknowledged
+    assert {(f[0], f[1]) for f in forwards.acked} == {(3, b"lektse")}
+    assert all(f[3][0][0] == "crossing-forwarded-from" for f in forwards.acked)
+    run(p.tick())
+    assert len(forwards.attempts) == 2 * len(lektse)  # acknowledged forwards are not sent again
+    # the forwarded records arrive on partition 3: counted there, so the figures equal analyze
+    landed = [HeaderRecord(i, value, headers) for i, (_, _, value, headers) in enumerate(forwards.acked)]
+    assert run(p.handle(batch(landed, partition=3)))
+    assert set(p.partitions[3].monitor.ports) == {"lektse"}
+    assert report(p) == analyze(raw)
+
+
+def test_a_forwarded_record_is_folded_where_it_lands_and_never_forwarded_again():
+    r, forwards = forwarding_rig()
+    line = lines([event("gate.exited", "2024-03-01T10:00:00+08:00", port="lektse")])[0]
+    rec = HeaderRecord(0, line, (("crossing-forwarded-from", b"events/5/9"),))
+    assert run(r.processor.handle(batch([rec], partition=0)))  # partition 0 is not lektse's: still folded
+    assert set(r.processor.partitions[0].monitor.ports) == {"lektse"} and r.processor.events_forwarded == 0
+
+
+def test_without_a_known_home_every_event_is_folded_where_it_landed():
+    r, forwards = forwarding_rig()
+    r.processor.home = lambda port: None  # the topic's partitions are not known yet
+    raw = sample_lines()
+    assert run(r.processor.handle(batch(records(raw))))
+    assert r.processor.events_forwarded == 0 and report(r.processor) == analyze(raw)
+
+
+def test_a_huge_control_byte_payload_makes_a_dead_letter_that_fits():
+    from streams.deadletters import LIMIT
+
+    raw = b"\x01" * 900_000  # each byte is escaped to six in JSON
+    r = rig()
+    assert run(r.processor.handle(batch(records([raw]))))
+    run(r.processor.tick())
+    [(key, value)] = r.letters.acked
+    letter = orjson.loads(value)
+    assert len(key) + len(value) <= LIMIT
+    assert (letter["reason"], letter["payload_bytes"], letter["payload_truncated"]) == ("malformed", 900_000, True)
+    assert r.processor.rejected()["malformed"] == 1
+
+
+def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkeypatch):
+    raw = sample_lines()
+    r = rig()
+    part = r.processor.state_for(0)
+    process = part.monitor.process
+    poison = raw[3]
+
+    def flaky(line: bytes | str):
+        if line == poison:
+            raise OverflowError("cannot convert float infinity to integer")
+        return process(line)
+
+    monkeypatch.setattr(part.monitor, "process", flaky)
+    assert run(r.processor.handle(batch(records(raw))))
+    run(r.processor.tick())
+    letters = [orjson.loads(v) for _, v in r.letters.acked]
+    [bad] = [x for x in letters if x["offset"] == 3]
+    assert bad["reason"] == "invalid" and "OverflowError" in bad["detail"]
+    assert r.processor.fold_errors == 1
+    expected = analyze(raw[:3] + raw[4:])
+    expected["rejected"]["invalid"] += 1
+    assert report(r.processor) == expected
+
+
+def test_the_exporter_reads_every_state_before_a_rebalance_drops_them():
+    seen: list[list[int]] = []
+    r = rig(group=FakeGroup(partitions=[0, 1]))
+    r.processor.on_forget = lambda states: seen.append(sorted(s.partition for s in states))
+    r.processor.state_for(0), r.processor.state_for(1)
+    run(r.processor.revoked())
+    assert seen == [[0, 1]] and r.processor.partitions == {}
