@@ -47,6 +47,14 @@ def figures(slug: str) -> dict[str, tuple[str, str]]:
         "queue_outbound": (f'max(crossing_queue_vehicles{{{p}, direction="outbound"}})', "queue.outbound"),
         "queue_inbound": (f'max(crossing_queue_vehicles{{{p}, direction="inbound"}})', "queue.inbound"),
         "wait": (f"max(crossing_wait_avg_seconds{{{p}}})", "last_hour_avg_wait_seconds"),
+        "forecast_outbound": (
+            f'max(crossing_wait_predicted_seconds{{{p}, direction="outbound"}})',
+            "forecast.outbound.predicted_wait_seconds",
+        ),
+        "forecast_inbound": (
+            f'max(crossing_wait_predicted_seconds{{{p}, direction="inbound"}})',
+            "forecast.inbound.predicted_wait_seconds",
+        ),
     }
 
 
@@ -55,7 +63,7 @@ def _traffic_light(limit: float) -> dict:
 
 
 def port_row(port: Port, y: int) -> list[dict[str, Any]]:
-    """The seven panels of one port, left to right (widths 3+3+4+4+3+3+4 = 24)."""
+    """The eight panels of one port, left to right (widths 3+3+3+3+3+4+2+3 = 24)."""
     f = figures(port.slug)
     t = port.targets
     p = f'port="{port.slug}"'
@@ -90,7 +98,7 @@ def port_row(port: Port, y: int) -> list[dict[str, Any]]:
         ),
         stat(
             "Today · record",
-            grid(6, y, 4, h),
+            grid(6, y, 3, h),
             [target(f["today"][0], "today", "A", instant=True), target(f["peak"][0], "record", "B", instant=True)],
             description="Crossings on the latest event's day, against the record day so far.",
             color_mode="value",
@@ -99,7 +107,7 @@ def port_row(port: Port, y: int) -> list[dict[str, Any]]:
         ),
         stat(
             "Trucks' inspection",
-            grid(10, y, 4, h),
+            grid(9, y, 3, h),
             [
                 target(f["truck_inspection"][0], "last hour", "A", instant=True),
                 target(f"max(crossing:target_truck_inspection_seconds{{{p}}})", "target", "B", instant=True),
@@ -115,7 +123,7 @@ def port_row(port: Port, y: int) -> list[dict[str, Any]]:
         ),
         stat(
             "Queue",
-            grid(14, y, 3, h),
+            grid(12, y, 3, h),
             [
                 target(f["queue_outbound"][0], "out", "A", instant=True),
                 target(f["queue_inbound"][0], "in", "B", instant=True),
@@ -125,18 +133,48 @@ def port_row(port: Port, y: int) -> list[dict[str, Any]]:
             text_mode="value_and_name",
         ),
         stat(
-            "Wait",
-            grid(17, y, 3, h),
-            [target(f["wait"][0], "avg wait", instant=True)],
+            "Wait · forecast",
+            grid(15, y, 4, h),
+            [
+                target(f["wait"][0], "last hour", "A", instant=True),
+                target(f["forecast_outbound"][0], "next out", "B", instant=True),
+                target(f["forecast_inbound"][0], "next in", "C", instant=True),
+            ],
             unit="s",
             decimals=None,
-            description=f"Average wait of the vehicles that entered in the last hour; limit {wait_target / 60:g} min.",
+            description=(
+                "Average wait of the vehicles that entered in the last hour, and the forecast wait of a vehicle "
+                f"joining each direction's queue now (docs/forecast.md); limit {wait_target / 60:g} min."
+            ),
             steps=_traffic_light(wait_target),
+            text_mode="value_and_name",
+            no_value="-",
+        ),
+        stat(
+            "Out: to clear",
+            grid(19, y, 2, h),
+            [
+                # (not in `figures`: null, and absent in Prometheus, while a queue stands that nobody enters)
+                target(f'max(crossing_queue_clear_seconds{{{p}, direction="outbound"}})', "now", "A", instant=True),
+                target(
+                    f'max(crossing_queue_clear_one_more_lane_seconds{{{p}, direction="outbound"}})',
+                    "+1 lane",
+                    "B",
+                    instant=True,
+                ),
+            ],
+            unit="s",
+            decimals=None,
+            description="How long the outbound queue takes to clear at the last hour's entry rate, and with one "
+            "more lane open.",
+            color_mode="value",
+            text_mode="value_and_name",
+            steps=thresholds((None, GREY)),
             no_value="-",
         ),
         stat(
             "Alerts",
-            grid(20, y, 4, h),
+            grid(21, y, 3, h),
             [target(f'count(ALERTS{{alertstate="firing", {p}}}) or vector(0)', "firing", instant=True)],
             description="Alerts firing for this port (Prometheus ALERTS).",
             steps=thresholds((None, GREEN), (1, RED)),

@@ -97,6 +97,11 @@ def port_families(ports: list[PortMetrics], catalogue: Mapping[str, Port] | None
         "Time the queue takes to clear at the last hour's entry rate (absent while nobody enters a queue)",
         labels=["port", "direction"],
     )
+    clear_more = GaugeMetricFamily(
+        "crossing_queue_clear_one_more_lane_seconds",
+        "Time the queue would take to clear with one more entry lane open (what-if of the forecast)",
+        labels=["port", "direction"],
+    )
     predicted = GaugeMetricFamily(
         "crossing_wait_predicted_seconds",
         "Forecast wait of a vehicle joining the queue at the watermark",
@@ -153,10 +158,12 @@ def port_families(ports: list[PortMetrics], catalogue: Mapping[str, Port] | None
         for direction, f in m.forecast(now_queue).items():
             if f["clear_seconds"] is not None:
                 clear.add_metric([port, direction], f["clear_seconds"])
+            if f["clear_seconds_one_more_lane"] is not None:
+                clear_more.add_metric([port, direction], f["clear_seconds_one_more_lane"])
             predicted.add_metric([port, direction], f["predicted_wait_seconds"])
     return [
         vehicles, events, throughput, day, peak, peak_ts, histogram, retracted, inspection, queue, wait,
-        wait_booking, clearance, scans, lanes, lanes_in_use, clear, predicted, watermark, cargo,
+        wait_booking, clearance, scans, lanes, lanes_in_use, clear, clear_more, predicted, watermark, cargo,
     ]  # fmt: skip
 
 

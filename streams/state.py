@@ -83,7 +83,7 @@ class PartitionState:
             if version != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {version!r}, this worker reads {SNAPSHOT_VERSION}")
             for slug, state in doc["ports"].items():
-                monitor.ports[slug] = PortMetrics.from_state(state)
+                monitor.ports[slug] = PortMetrics.from_state(state, catalogue.get(slug))
             monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
             offset = int(doc["offset"])
         except Exception as exc:  # noqa: BLE001 - any unreadable snapshot: rebuild, never crash-loop

@@ -63,10 +63,15 @@ def test_analyze_prints_the_spec_json(tmp_path, capsys, name):
         "outbound": {"all": 1680.0, "truck": 1680.0}, "inbound": {"all": None}}
     assert port["scans"] == {"completed": 1, "flagged": 1}
     assert port["lanes_in_use"] == {"outbound": 1, "inbound": 0}
-    # inbound: one queued, nobody entered in the last hour: no time to clear, no wait seen: 0
+    # inbound: one queued, nobody entered in the last hour: no time to clear; one more lane clears it at 20
+    # vehicles an hour (3 min each). It has waited 23 min at an open port whose lanes let nobody in: the forecast
+    # holds the lanes shut for the next hour (core/forecast.py), so a newcomer waits a little over an hour.
+    inbound_wait = port["forecast"]["inbound"].pop("predicted_wait_seconds")
+    assert 3600 <= inbound_wait <= 3600 + 600
     assert port["forecast"] == {
-        "outbound": {"entries_per_hour": 1, "clear_seconds": 0.0, "predicted_wait_seconds": 0.0},
-        "inbound": {"entries_per_hour": 0, "clear_seconds": None, "predicted_wait_seconds": 0.0},
+        "outbound": {"entries_per_hour": 1, "clear_seconds": 0.0, "clear_seconds_one_more_lane": 0.0,
+                     "predicted_wait_seconds": 0.0},
+        "inbound": {"entries_per_hour": 0, "clear_seconds": None, "clear_seconds_one_more_lane": 180.0},
     }
     # the blank line is no event; the rest are counted
     assert out["rejected"] == {"malformed": 1, "invalid": 0, "unknown_port": 1, "duplicate": 0}
@@ -84,7 +89,7 @@ def test_table_format_is_readable(tmp_path, capsys):
     assert main(["analyze", path]) == 0
     out = capsys.readouterr().out
     assert "khorgos" in out and "2023-09-27" in out and "malformed 1" in out
-    for column in ("clearance", "predicted wait", "flagged", "lanes in use"):
+    for column in ("clearance", "predicted wait", "to clear", "+1 lane", "flagged", "lanes in use"):
         assert column in out
     row = next(line for line in out.splitlines() if "khorgos" in line)
     assert "28.0/–" in row  # clearance of the one outbound truck: 09:00 → 09:28; no inbound one

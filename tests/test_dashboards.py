@@ -91,7 +91,7 @@ def test_wall_colours_follow_the_catalogue_targets():
             return steps[-1]["value"]
 
         assert red_at("Queue") == port.targets["queue_vehicles"]
-        assert red_at("Wait") == port.targets["wait_minutes"] * 60
+        assert red_at("Wait · forecast") == port.targets["wait_minutes"] * 60
         assert red_at("Trucks' inspection") == port.targets["truck_inspection_minutes"] * 60
 
 

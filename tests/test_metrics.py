@@ -247,7 +247,7 @@ def test_state_round_trips_through_json_and_goes_on_identically(catalogue):
     head, tail = events[:900], events[900:]
     whole = fold(catalogue, events).ports["khorgos"]
     first = fold(catalogue, head).ports["khorgos"]
-    restored = PortMetrics.from_state(orjson.loads(orjson.dumps(first.to_state())))
+    restored = PortMetrics.from_state(orjson.loads(orjson.dumps(first.to_state())), catalogue["khorgos"])
     assert restored.report() == first.report()
     monitor = Monitor(catalogue)
     monitor.ports["khorgos"] = restored

@@ -201,24 +201,30 @@ def test_lanes_in_use_entries_per_hour_and_time_to_clear():
     r = report(entries + queued + clock(at("10:00")))
     assert r["lanes_in_use"] == {"outbound": 2, "inbound": 1}
     assert r["queue"] == {"outbound": 2, "inbound": 0}
+    predicted = {d: f.pop("predicted_wait_seconds") for d, f in r["forecast"].items()}
     assert r["forecast"] == {
-        # 2 queued ÷ 4 entries an hour = half an hour
-        "outbound": {"entries_per_hour": 4, "clear_seconds": 1800.0, "predicted_wait_seconds": 1800.0},
-        "inbound": {"entries_per_hour": 1, "clear_seconds": 0.0, "predicted_wait_seconds": 0.0},
+        # 2 queued ÷ 4 entries an hour = half an hour; with a third lane beside the 2 in use, 20 minutes
+        "outbound": {"entries_per_hour": 4, "clear_seconds": 1800.0, "clear_seconds_one_more_lane": 1200.0},
+        "inbound": {"entries_per_hour": 1, "clear_seconds": 0.0, "clear_seconds_one_more_lane": 0.0},
     }
+    # the method itself is tested in test_forecast.py: here, 0 for an empty queue, and 0 for 2 ahead of a
+    # newcomer at 10:00 when the catalogue staffs 6 outbound lanes (a lane is free)
+    assert predicted == {"outbound": 0.0, "inbound": 0.0}
 
 
-def test_a_queue_nobody_enters_has_no_time_to_clear_and_the_predicted_wait_falls_back_to_the_average():
+def test_a_queue_nobody_enters_has_no_time_to_clear_and_the_predicted_wait_is_still_a_number():
     events = (
         crossing("w1", at("07:00"), at("07:30"), None, direction="inbound")  # inbound wait 1800, earlier
         + [event("vehicle.arrived", at("09:30"), "stuck", direction="inbound"),
            event("vehicle.arrived", at("09:40"), "alone")]  # outbound: no wait ever seen
         + clock(at("10:00"))
     )
-    assert report(events)["forecast"] == {
-        "outbound": {"entries_per_hour": 0, "clear_seconds": None, "predicted_wait_seconds": 0.0},
-        "inbound": {"entries_per_hour": 0, "clear_seconds": None, "predicted_wait_seconds": 1800.0},
-    }
+    forecast = report(events)["forecast"]
+    for d in ("outbound", "inbound"):
+        assert forecast[d]["entries_per_hour"] == 0 and forecast[d]["clear_seconds"] is None
+        assert isinstance(forecast[d]["predicted_wait_seconds"], float) and forecast[d]["predicted_wait_seconds"] >= 0
+        # one lane opened at the rate a lane serves before anything is learned (60 / entry_minutes an hour)
+        assert forecast[d]["clear_seconds_one_more_lane"] == 3600 / (60 / 3)
 
 
 # ---- Prometheus: the new families and a histogram that never falls -------------------------
@@ -271,7 +277,9 @@ def test_the_new_prometheus_families_carry_the_report_figures():
     assert s[("crossing_lanes", out)] == CATALOGUE["khorgos"].lanes["outbound"]
     assert s[("crossing_lanes_in_use", out)] == 1
     assert s[("crossing_queue_clear_seconds", out)] == 3600.0  # 1 queued, 1 entry in the last hour
-    assert s[("crossing_wait_predicted_seconds", out)] == 3600.0
+    forecast = m.report()["forecast"]["outbound"]
+    assert s[("crossing_wait_predicted_seconds", out)] == forecast["predicted_wait_seconds"]
+    assert s[("crossing_queue_clear_one_more_lane_seconds", out)] == forecast["clear_seconds_one_more_lane"] == 1800.0
     assert ("crossing_queue_clear_seconds", (("direction", "inbound"), ("port", "khorgos"))) in s  # empty: 0
 
 
@@ -301,7 +309,7 @@ def test_the_snapshot_holds_every_field_and_a_restored_state_goes_on_identically
             continue
         state = orjson.loads(orjson.dumps(first.to_state()))
         assert state["version"] == STATE_VERSION
-        restored = PortMetrics.from_state(state)
+        restored = PortMetrics.from_state(state, CATALOGUE["khorgos"])
         assert _fields(restored) == _fields(first)
         monitor = Monitor(CATALOGUE)
         monitor.ports["khorgos"] = restored

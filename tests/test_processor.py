@@ -568,7 +568,7 @@ def test_a_checkpoint_the_core_cannot_read_is_rebuilt_not_a_crash(monkeypatch):
     run(first.processor.handle(batch(records(raw[:30]))))
     run(first.processor.tick())
 
-    def unreadable(state: Any) -> Any:
+    def unreadable(*args: Any) -> Any:
         raise KeyError("a field this core does not know")
 
     monkeypatch.setattr(PortMetrics, "from_state", staticmethod(unreadable))

@@ -72,6 +72,14 @@ class FakeWorkerExporter:
         }
         inspection = GaugeMetricFamily("crossing_inspection_avg_seconds", "", labels=["port", "vehicle_class"])
         queue = GaugeMetricFamily("crossing_queue_vehicles", "", labels=["port", "direction"])
+        forecast = {  # the forecast's gauges (SPEC §3; docs/forecast.md)
+            name: GaugeMetricFamily(name, "", labels=["port", "direction"])
+            for name in (
+                "crossing_wait_predicted_seconds",
+                "crossing_queue_clear_seconds",
+                "crossing_queue_clear_one_more_lane_seconds",
+            )
+        }
         histogram = HistogramMetricFamily("crossing_inspection_seconds", "", labels=["port", "vehicle_class"])
         for i, port in enumerate(self.ports):
             for direction in DIRECTIONS:
@@ -79,6 +87,9 @@ class FakeWorkerExporter:
                     vehicles.add_metric([port, direction, cls], 100 + i + (2 * t if cls == "truck" else 0))
                 q = 100 + 2 * t if (port, direction) == GROWING else 3
                 queue.add_metric([port, direction], q)
+                forecast["crossing_wait_predicted_seconds"].add_metric([port, direction], 900 + 30 * q)
+                forecast["crossing_queue_clear_seconds"].add_metric([port, direction], 60 * q)
+                forecast["crossing_queue_clear_one_more_lane_seconds"].add_metric([port, direction], 45 * q)
             for etype in EVENT_TYPES:
                 events.add_metric([port, etype], 1000 + 10 * t)
             gauges["crossing_throughput_vehicles_per_hour"].add_metric([port], 60 + i)
@@ -96,7 +107,7 @@ class FakeWorkerExporter:
         rejected = CounterMetricFamily("crossing_events_rejected", "", labels=["reason"])
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], 5 + (t / 10 if reason == "duplicate" else 0))
-        yield from [vehicles, events, *gauges.values(), inspection, queue, histogram, rejected]
+        yield from [vehicles, events, *gauges.values(), inspection, queue, *forecast.values(), histogram, rejected]
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:

@@ -84,6 +84,9 @@ def _expected(report: dict) -> dict[str, str]:
         "peak": str(report["peak_day"]["crossings"]),
         "queue_out": str(report["queue"]["outbound"]),
         "queue_in": str(report["queue"]["inbound"]),
+        # the forecast line: predicted wait out/in, whole minutes
+        "forecast": "/".join(f"{report['forecast'][d]['predicted_wait_seconds'] / 60:.0f}"
+                             for d in ("outbound", "inbound")),
     }
 
 

@@ -39,6 +39,11 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("log", help="recorded log: .jsonl or .jsonl.gz ('-' reads standard input)")
     p.add_argument("--format", choices=("json", "table"), default="table", help="output format (default: table)")
+    p.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="also write one JSON line per accepted vehicle.arrived with the forecast shown just before it",
+    )
     _add_catalogue_option(p)
     _add_progress_option(p)
     p.set_defaults(handler="crossing_monitor.cli.analyze:main")

@@ -42,16 +42,25 @@ def main(args: argparse.Namespace) -> int:
     except CatalogueError as exc:
         raise UserError(str(exc)) from None
     show_progress = not args.no_progress and args.log != "-" and sys.stderr.isatty()
+    predictions = None
+    if getattr(args, "predictions", None):
+        try:
+            predictions = open(args.predictions, "wb", buffering=1 << 20)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UserError(f"cannot write {args.predictions}: {exc.strerror or exc}") from None
     try:
         if show_progress:
             size = os.path.getsize(args.log) if os.path.exists(args.log) else 0
             progress, update = _progress_bar(args.log, size)
             with progress:
-                report = analyze_log(args.log, catalogue, update)
+                report = analyze_log(args.log, catalogue, update, predictions)
         else:
-            report = analyze_log(args.log, catalogue)
+            report = analyze_log(args.log, catalogue, predictions=predictions)
     except LogError as exc:
         raise UserError(str(exc)) from None
+    finally:
+        if predictions is not None:
+            predictions.close()
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()

@@ -29,10 +29,11 @@ from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossing_monitor.core.clock import SECOND, DayClock, format_ts
 from crossing_monitor.core.events import DIRECTIONS, EVENT_TYPES, VEHICLE_CLASSES, Event
+from crossing_monitor.core.forecast import Forecaster
 from crossing_monitor.core.records import (
     BOOKINGS,
     Day,
@@ -43,6 +44,9 @@ from crossing_monitor.core.records import (
     _load_means,
     new_by_direction,
 )
+
+if TYPE_CHECKING:
+    from crossing_monitor.core.catalogue import Port
 
 __all__ = ["HOUR", "INSPECTION_BUCKETS", "SECOND", "STATE_VERSION", "PortMetrics", "SnapshotVersionError"]
 
@@ -132,8 +136,9 @@ def _remove_sorted(items: list[tuple], item: tuple) -> None:
 class PortMetrics:
     """Everything one port's figures are computed from; `apply` one event at a time."""
 
-    def __init__(self, port: str, timezone: str) -> None:
+    def __init__(self, port: str, timezone: str, catalogue_port: Port | None = None) -> None:
         self.port = port
+        self.forecaster = Forecaster(catalogue_port, timezone)  # learns from the fold; reads the catalogue's schedule
         self.timezone = timezone
         self.clock = DayClock(timezone)
         # the two sensors with the latest ts (sensor_id and ts); the watermark needs no others
@@ -325,6 +330,7 @@ class PortMetrics:
             new_w = self._wait_of(v.arrived, ts, v.arrived_direction, v.booked, day)
         # ---- nothing below can fail
         self._accept(ev)
+        self.forecaster.entered(ts, ev.direction, ev.lane)
         if ts > self._cut:
             insort(self.recent_entries, (ts, ev.direction, ev.lane))
         if v is None:
@@ -359,6 +365,7 @@ class PortMetrics:
             new_c = self._clearance_of(ts, v.exited, v.exit_direction, v.exit_class)
         # ---- nothing below can fail
         self._accept(ev)
+        self.forecaster.arrived(ts, direction, booked)
         if v is None:
             v = self._vehicle(vehicle_id)
         elif v.touched_hour != self.hour:
@@ -449,6 +456,7 @@ class PortMetrics:
         m = self.wait[direction][booking]
         m.total += sign * duration
         m.count += sign
+        self.forecaster.waited(entered, direction, duration, sign)
         if sign < 0:
             _remove_sorted(self.recent_waits, (entered, vehicle_id, direction, booking, duration))
         elif entered > self._cut:
@@ -494,6 +502,7 @@ class PortMetrics:
             return  # a second sensor may still pull the watermark back: keep everything
         horizon = self.second_ts
         horizon_hour = horizon // HOUR
+        self.forecaster.prune(horizon_hour)
         ids = self.ids
         while self.id_hours[0][0] <= horizon_hour - ID_RETENTION_HOURS:
             for event_id in self.id_hours.popleft()[1]:
@@ -609,29 +618,10 @@ class PortMetrics:
         return {d: len(lanes[d]) for d in DIRECTIONS}
 
     def forecast(self, queue: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
-        """Per direction: entries in the last hour, the time to clear the queue at that rate, the predicted wait.
-
-        The predicted wait is a first, deterministic estimate: the time to clear when there is one,
-        else the last hour's average wait of the direction, else its all-time average, else 0.
-        """
+        """Per direction: entries in the last hour, the time to clear the queue at that rate (and with one
+        more lane), the predicted wait of a vehicle joining now (crossing_monitor.core.forecast)."""
         queue = self.queue() if queue is None else queue
-        entries = self.entries_per_hour()
-        recent = self._last_hour_waits()
-        out: dict[str, dict[str, Any]] = {}
-        for d in DIRECTIONS:
-            q, n = queue[d], entries[d]
-            clear = 0.0 if q == 0 else None if n == 0 else round(q / n * 3600, 3)
-            predicted = clear
-            if predicted is None:
-                predicted = _mean_of(recent[d].values())
-            if predicted is None:
-                predicted = _mean_of(self.wait[d].values())
-            out[d] = {
-                "entries_per_hour": n,
-                "clear_seconds": clear,
-                "predicted_wait_seconds": 0.0 if predicted is None else predicted,
-            }
-        return out
+        return self.forecaster.figures(self, queue, self.entries_per_hour(), self.lanes_in_use())
 
     def today(self) -> int:
         """Crossings on the watermark's day."""
@@ -709,17 +699,19 @@ class PortMetrics:
             "recent_inspections": self.recent_inspections,
             "recent_waits": self.recent_waits,
             "recent_clearances": self.recent_clearances,
+            "forecast": self.forecaster.to_state(),
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> PortMetrics:
+    def from_state(cls, state: dict[str, Any], catalogue_port: Port | None = None) -> PortMetrics:
         """The inverse of `to_state`; SnapshotVersionError for a format this code does not write."""
         version = state.get("version") if isinstance(state, dict) else None
         if version != STATE_VERSION:
             raise SnapshotVersionError(
                 f"port snapshot version {version!r} (this code reads version {STATE_VERSION} only)"
             )
-        m = cls(state["port"], state["timezone"])
+        m = cls(state["port"], state["timezone"], catalogue_port)
+        m.forecaster.load(state.get("forecast"))
         for i, (sensor, ts) in enumerate(state["sensors"]):
             if i == 0:
                 m.top_sensor, m.top_ts = sensor, ts

@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import islice
-from typing import Any
+from typing import Any, BinaryIO
+
+import orjson
 
 from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.events import Event
 from crossing_monitor.core.monitor import Monitor
 from crossing_monitor.logs.files import open_log, read_lines
 
 BATCH_LINES = 1 << 16  # progress is updated once per batch, never per line
 
 
-def analyze_log(path: str, catalogue: Catalogue, on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Fold the log at `path` into a Monitor and return its report (the JSON of SPEC §3)."""
+def prediction_line(ev: Event, arrived: str, predicted: float) -> bytes:
+    """One line of `analyze --predictions` (SPEC §3); `arrived` in the port's local time."""
+    return orjson.dumps({
+        "port": ev.port, "direction": ev.direction, "vehicle_id": ev.vehicle_id,
+        "arrived": arrived, "predicted_wait_seconds": predicted,
+    }) + b"\n"  # fmt: skip
+
+
+def analyze_log(
+    path: str,
+    catalogue: Catalogue,
+    on_progress: Callable[[int], None] | None = None,
+    predictions: BinaryIO | None = None,
+) -> dict[str, Any]:
+    """Fold the log at `path` into a Monitor and return its report (the JSON of SPEC §3); with `predictions`,
+    write there one line per accepted arrival with the forecast the state showed just before it."""
     monitor = Monitor(catalogue, skip_blank=True)
+    if predictions is not None:
+        write = predictions.write
+        monitor.on_arrival = lambda ev, arrived, predicted: write(prediction_line(ev, arrived, predicted))
     process = monitor.process
     with open_log(path) as (lines, raw, _size):
         it = read_lines(lines, path)

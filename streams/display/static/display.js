@@ -16,6 +16,11 @@ function render(data) {
     const insp = r.last_hour_avg_inspection_seconds ? r.last_hour_avg_inspection_seconds.truck : null;
     const wait = r.last_hour_avg_wait_seconds;
     const q = r.queue || {outbound: 0, inbound: 0};
+    const fc = r.forecast || {};
+    const mn = (d, k) => fc[d] && fc[d][k] !== null && fc[d][k] !== undefined ? fc[d][k] / 60 : null;
+    const pair = (k) => `${fmt(mn("outbound", k))}/${fmt(mn("inbound", k))}`;
+    const worst = [mn("outbound", "predicted_wait_seconds"), mn("inbound", "predicted_wait_seconds")]
+      .filter(x => x !== null);
     const mins = wm ? Math.max(0, Math.round((Date.now() - Date.parse(wm)) / 60000)) : null;
     const [age, ageUnit] = mins === null ? [null, "min ago"] : mins < 120 ? [mins, "min ago"]
       : mins < 2880 ? [Math.round(mins / 60), "h ago"] : [Math.round(mins / 1440), "days ago"];
@@ -27,6 +32,10 @@ function render(data) {
           cls(insp === null || insp === undefined ? null : insp / 60, t.truck_inspection_minutes)) +
       fig("queue_out", "Queue out", fmt(q.outbound), "veh", wm ? cls(q.outbound, t.queue_vehicles) : "") +
       fig("queue_in", "Queue in", fmt(q.inbound), "veh", wm ? cls(q.inbound, t.queue_vehicles) : "") +
+      fig("forecast", "Forecast wait out/in", pair("predicted_wait_seconds"), "min",
+          worst.length ? cls(Math.max(...worst), t.wait_minutes) : "") +
+      fig("clear", "To clear out/in (+1 lane)", pair("clear_seconds") + " (" + pair("clear_seconds_one_more_lane") + ")",
+          "min") +
       fig("wait", "Wait", fmt(wait === null || wait === undefined ? null : wait / 60, 1), "min",
           cls(wait === null || wait === undefined ? null : wait / 60, t.wait_minutes)) +
       (openNow[slug] === false  // closed now: its sensors are silent by design, not an alarm
