@@ -6,6 +6,7 @@ whatever decides something lives in the processor, where a unit test reaches it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -75,6 +76,9 @@ class PortHome:
         return home
 
 
+END_OFFSET_TIMEOUT = 5.0  # seconds; the stall watch asks again at the next tick
+
+
 class ConsumerSource:
     """The source topic through the app's consumer; seeks and commits run in the consumer's thread."""
 
@@ -94,6 +98,18 @@ class ConsumerSource:
 
     async def commit(self, offsets: Mapping[int, int]) -> bool:
         return await self.app.consumer.commit_offsets(self._tps(offsets))
+
+    async def end_offset(self, partition: int) -> int | None:
+        """The partition's end (the last stable offset: the consumer reads committed records only)."""
+        tp = TP(self.topic, partition)
+        ends = await asyncio.wait_for(self.app.consumer.highwaters(tp), END_OFFSET_TIMEOUT)
+        return ends.get(tp)
+
+    async def reseek(self, partition: int, offset: int) -> None:
+        tp = TP(self.topic, partition)
+        consumer = self.app.consumer
+        consumer.resume_partitions({tp})  # Faust's own pause (recovery): fetched records are not handed on
+        await consumer.seek_wait({tp: offset})
 
 
 class AppGroup:

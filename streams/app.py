@@ -7,3 +7,4 @@ The only module of `streams` that builds anything at import; everything else (an
 from streams.factory import create_app_from_env
 
 app = create_app_from_env()
+app.stop_deadline = app.settings.stop_seconds  # this process is the worker: its stop is bounded

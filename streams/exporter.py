@@ -283,3 +283,15 @@ class WorkerCollector:
         size = GaugeMetricFamily("crossing_worker_checkpoint_bytes", "Size of the last checkpoint written")
         size.add_metric([], processor.last_checkpoint_bytes)
         yield size
+        age = GaugeMetricFamily(
+            "crossing_worker_checkpoint_age_seconds",
+            "Age of the oldest event folded in but not yet in a checkpoint Kafka acknowledged (0: none)",
+        )
+        age.add_metric([], processor.checkpoint_age())
+        yield age
+        reseeks = CounterMetricFamily(
+            "crossing_worker_reseeks",
+            "Times a partition behind its end offset made no progress and was sought again",
+        )
+        reseeks.add_metric([], processor.reseeks)
+        yield reseeks

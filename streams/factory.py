@@ -8,7 +8,10 @@ only connects them to Faust. Nothing is built at import: `create_app` makes a ne
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +26,21 @@ from streams.settings import Settings
 from streams.transport import BatchHandoff
 from streams.workerapp import WorkerApp
 
+log = logging.getLogger("crossing_monitor.worker")
+
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
+# The checkpoints' changelog: compacted, and cleanable soon. Faust's in-memory store reads it from the
+# start on every rebalance, so what a new owner reads is the cleaned part (one checkpoint per partition)
+# plus the segments not cleaned yet: short segments (rolled after 5 minutes, or 64 MiB: never less than
+# one snapshot) and a low dirty ratio keep that to a few minutes of checkpoints whatever the topic's age.
+CHANGELOG_CONFIGS = {
+    "cleanup.policy": "compact",
+    "max.message.bytes": str(MAX_SNAPSHOT_BYTES),
+    "segment.bytes": str(2 * MAX_SNAPSHOT_BYTES),
+    "segment.ms": str(5 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(60 * 60 * 1000),  # tombstones (none written today) kept an hour
+}
 
 
 def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity) -> WorkerApp:
@@ -76,7 +93,7 @@ def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
-        extra_topic_configs={"max.message.bytes": str(MAX_SNAPSHOT_BYTES), "cleanup.policy": "compact"},
+        extra_topic_configs=CHANGELOG_CONFIGS,
     )
     app.processor = Processor(
         catalogue,
@@ -87,15 +104,18 @@ def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity
         group=AppGroup(app, settings.topic),
         forwards=TopicForwards(app.events_topic),
         home=PortHome(app, settings.topic),
+        checkpoint_events=settings.checkpoint_events,
+        checkpoint_max_age=settings.checkpoint_max_age,
+        stall_seconds=settings.stall_seconds,
     )
-    _connect(app, app.processor, batches, settings.checkpoint_seconds)
+    _connect(app, app.processor, batches, settings)
     collector = web.register(app)
     # what a state counted since the last scrape is read before a rebalance drops it
     app.processor.on_forget = collector.rejected.update
     return app
 
 
-def _connect(app: WorkerApp, processor: Processor, batches: Any, checkpoint_seconds: float) -> None:
+def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Settings) -> None:
     """The agent, the checkpoint timer and the rebalance signals, each one call into the processor."""
 
     async def fold(stream: faust.StreamT) -> None:
@@ -105,15 +125,18 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, checkpoint_seco
                 await asyncio.sleep(0)  # let the consumer ask for the next batch while this one is folded
 
     async def checkpoint_timer() -> None:
-        """Checkpoint what this worker owns, wait until Kafka has it, then commit the offsets it holds."""
+        """Checkpoint what is due, wait until Kafka has it, commit the offsets it holds; stuck partitions."""
         await processor.tick()
+        await processor.watch_stalls()
 
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: Any) -> None:
         await processor.revoked()
 
     async def on_shutdown(sender: faust.App, **kwargs: Any) -> None:
-        """A clean stop leaves a checkpoint of everything folded in."""
-        await processor.checkpoint_all()
+        """A clean stop leaves a checkpoint of everything folded in, if Kafka takes it soon enough."""
+        if app.stop_deadline is not None:
+            _exit_after(app.stop_deadline)
+        await processor.checkpoint_on_shutdown(settings.shutdown_checkpoint_seconds)
 
     async def on_assigned(sender: faust.App, assigned: set, **kwargs: Any) -> None:
         processor.assigned()
@@ -122,11 +145,29 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, checkpoint_seco
         await processor.rebalance_complete()
 
     app.agent(batches, name="fold")(fold)
-    app.timer(checkpoint_seconds, name="checkpoint")(checkpoint_timer)
+    app.timer(settings.checkpoint_seconds, name="checkpoint")(checkpoint_timer)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_before_shutdown.connect(on_shutdown)
     app.on_partitions_assigned.connect(on_assigned)
     app.on_rebalance_complete.connect(on_rebalance_complete)
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process if the stop now beginning is not over in `seconds` (a daemon timer, so a stop
+    that ends in time exits as usual). Armed only in a worker process (`WorkerApp.stop_deadline`, set by
+    `crossing-monitor worker` and `streams.app`), never in a process that only embeds an app. Safe:
+    offsets are committed only behind acknowledged checkpoints, so the next owner reads again whatever
+    this worker could not save."""
+
+    def hard_exit() -> None:
+        log.warning("stop: not over after %.0f s (Kafka unreachable?); exiting now, nothing is lost", seconds)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def create_app_from_env(environ: Mapping[str, str] | None = None) -> WorkerApp:

@@ -7,7 +7,11 @@ them on Faust and aiokafka, a unit test with a few lines of fakes.
 
 The rules it keeps:
 - records at offsets a state already holds (a restored checkpoint, a redelivery) are skipped;
-- a gap in offsets is counted and the fold goes on;
+- a gap in offsets is counted and the fold goes on; a batch that starts past the state makes it
+  seek back once, and the same start seen again from there is a gap (transaction markers, compaction);
+- a partition is checkpointed when N events are unsaved or the oldest unsaved one is T seconds old,
+  and always on revoke and shutdown; a partition with nothing new is not written at all;
+- a partition behind its end offset that makes no progress is sought again (logged, counted);
 - a checkpoint (the partition's dead letters, then its snapshot) counts as durable only once Kafka
   has acknowledged every part of it, and only durable offsets are committed;
 - a dead letter is kept until Kafka has acknowledged it: a failed checkpoint sends it again;
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +42,7 @@ from streams.state import PartitionState
 log = logging.getLogger("crossing_monitor.worker")
 
 SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
+MAX_STALL_WAIT = 300.0  # seconds between two re-seeks of a partition that stays stuck at one offset
 # header of a forwarded record: it is folded where it lands, never forwarded again
 FORWARDED = "crossing-forwarded-from"
 
@@ -80,6 +86,14 @@ class SourceLog(Protocol):
 
     async def commit(self, offsets: Mapping[int, int]) -> bool: ...
 
+    async def end_offset(self, partition: int) -> int | None:
+        """The offset after the partition's last readable record (None: unknown now)."""
+        ...
+
+    async def reseek(self, partition: int, offset: int) -> None:
+        """Fetch the partition again from `offset`, resuming it if the consumer left it paused."""
+        ...
+
 
 class Group(Protocol):
     """This worker's membership of the consumer group, read live (it changes across awaits)."""
@@ -108,6 +122,11 @@ class Processor:
         forwards: ForwardSink | None = None,
         home: Callable[[str], int | None] | None = None,
         on_forget: Callable[[Iterable[PartitionState]], None] | None = None,
+        *,
+        checkpoint_events: int = 20_000,
+        checkpoint_max_age: float = 600.0,
+        stall_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`home(port)` is the partition a port's events belong on (None: not known yet; without `home`
         or `forwards` every event is folded where it landed); `on_forget` is given every state held
@@ -123,6 +142,10 @@ class Processor:
         self.home = home if forwards is not None else None
         self.on_forget = on_forget
         self.slugs = frozenset(catalogue)
+        self.checkpoint_events = checkpoint_events
+        self.checkpoint_max_age = checkpoint_max_age
+        self.stall_seconds = stall_seconds
+        self.clock = clock
         self.partitions: dict[int, PartitionState] = {}
         self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
         self.events_processed = 0
@@ -134,6 +157,8 @@ class Processor:
         self.fold_errors = 0
         self.checkpoints_written = 0
         self.last_checkpoint_bytes = 0
+        self.last_checkpoint_time: float | None = None  # wall-clock time of the last acknowledged checkpoint
+        self.reseeks = 0
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -143,7 +168,7 @@ class Processor:
         if found is None:
             snapshot = self.store.get(partition)
             found = self.partitions[partition] = PartitionState.restore(partition, self.catalogue, snapshot)
-            if snapshot is not None:
+            if snapshot is not None and found.restored_offset >= 0:
                 log.info(
                     "partition %d: restored checkpoint at offset %d (%d ports)",
                     partition,
@@ -178,8 +203,13 @@ class Processor:
         if part is None:
             return False
         first = batch.records[0].offset
-        if first > part.next_offset and not await self.read_past(part, first):
-            return False
+        if first > part.next_offset:
+            if part.looked_past == (part.next_offset, first):
+                part.looked_past = None  # read again from next_offset and it starts here: nothing in between
+            elif part.looked_past is not None and part.looked_past[0] == part.next_offset:
+                return False  # fetched before the seek back: the records in between come first
+            elif not await self.read_past(part, first):
+                return False
         self.fold(part, batch)
         return True
 
@@ -200,9 +230,7 @@ class Processor:
                 continue
             if offset > next_offset:
                 self.offsets_missing += offset - next_offset
-                log.warning(
-                    "partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1
-                )
+                log.info("partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1)
             raw = record.value if record.value is not None else b""
             target = self.misrouted(part.partition, record, raw)
             if target is not None:
@@ -223,6 +251,10 @@ class Processor:
             next_offset = offset + 1
             folded += 1
         part.next_offset = next_offset
+        if folded and not part.unsaved:
+            part.unsaved_since = self.clock()
+            if part.dirty_since is None:
+                part.dirty_since = part.unsaved_since
         part.unsaved += folded
         self.batches_folded += 1
         self.events_processed += folded
@@ -280,6 +312,7 @@ class Processor:
             if first <= earliest:
                 return True
         self.reads_again += 1
+        part.looked_past = (part.next_offset, first)
         log.info(
             "partition %d: a batch skipped records from offset %d; reading them again", part.partition, part.next_offset
         )
@@ -296,6 +329,15 @@ class Processor:
         """Something folded in since the last checkpoint, a dead letter not acknowledged yet, or a
         checkpoint that did not reach Kafka (tried again, even if nothing new came in)."""
         return bool(part.unsaved or part.dead_letters or part.forwards or part.durable_offset < part.next_offset)
+
+    def checkpoint_due(self, part: PartitionState, now: float) -> bool:
+        """Enough unsaved events or an old enough one, a dead letter or forward waiting (they are not
+        held back for the age rule), or a checkpoint that Kafka did not acknowledge (tried again)."""
+        if part.dead_letters or part.forwards or part.durable_offset < part.checkpoint_offset:
+            return True
+        if not part.unsaved:
+            return False
+        return part.unsaved >= self.checkpoint_events or now - part.unsaved_since >= self.checkpoint_max_age
 
     async def save(self, part: PartitionState) -> None:
         """Send the partition's dead letters and snapshot (the producer keeps their order) and wait
@@ -325,6 +367,8 @@ class Processor:
                     part.forwards.pop(forward_offset, None)
             if all(acked):
                 part.durable_offset = max(part.durable_offset, offset)
+                self.last_checkpoint_time = time.time()
+                part.dirty_since = part.unsaved_since if part.unsaved else None
 
     def _forward(self, partition: int, offset: int, target: int, raw: bytes) -> Awaitable[Any]:
         """Send a misrouted record on to its port's partition, keyed by its port, saying where it came from."""
@@ -347,11 +391,38 @@ class Processor:
             log.warning("partition %d: checkpoint at %d not written (%s)", partition, offset, failed[0])
         return acked
 
-    async def checkpoint_all(self, owned: set[int] | None = None) -> None:
-        """Checkpoint every partition (of `owned`, when given), all at once, and wait until Kafka
-        has the checkpoints."""
-        parts = [part for p, part in list(self.partitions.items()) if owned is None or p in owned]
+    async def checkpoint_all(self, owned: set[int] | None = None, *, due_only: bool = False) -> None:
+        """Checkpoint every partition (of `owned`, when given; only those due, when `due_only`), all
+        at once, and wait until Kafka has the checkpoints."""
+        now = self.clock()
+        parts = [
+            part
+            for p, part in list(self.partitions.items())
+            if (owned is None or p in owned) and (not due_only or self.checkpoint_due(part, now))
+        ]
         await asyncio.gather(*(self.save(part) for part in parts))
+
+    async def checkpoint_on_shutdown(self, timeout: float) -> bool:
+        """The last checkpoint of a clean stop, given up after `timeout` (the broker may be gone):
+        nothing is lost without it, the next owner folds the rest again from the topic."""
+        try:
+            await asyncio.wait_for(self.checkpoint_all(), timeout)
+        except TimeoutError:
+            log.warning(
+                "shutdown: checkpoint not acknowledged within %.0f s; the next owner reads on from the "
+                "last one (the topic holds the events)",
+                timeout,
+            )
+            return False
+        return True
+
+    def checkpoint_age(self) -> float:
+        """Seconds since the oldest event not yet in an acknowledged checkpoint was folded in (0: none);
+        what a crash now would make the next owner fold again, in time. Stays under max age + a tick
+        while Kafka takes the checkpoints."""
+        now = self.clock()
+        oldest = [p.dirty_since for p in self.partitions.values() if p.dirty_since is not None]
+        return max(0.0, now - min(oldest)) if oldest else 0.0
 
     def uncommitted(self) -> dict[int, int]:
         """{partition: offset} of durable checkpoints not committed yet."""
@@ -372,12 +443,56 @@ class Processor:
         if group.rebalancing:
             return  # revoked() checkpoints
         generation = group.generation
-        await self.checkpoint_all(owned=set(group.assigned()))
+        owned = set(group.assigned())
+        await self.checkpoint_all(owned=owned, due_only=True)
         offsets = self.uncommitted()
         if not offsets or group.rebalancing or group.generation != generation:
             return
         if await self.source.commit(offsets):
             self.committed(offsets)
+
+    async def watch_stalls(self) -> None:
+        """Seek again a partition that is behind its end offset and has not moved for stall_seconds.
+
+        Why: after a restart the consumer has been seen to leave one partition unread for good (its
+        records neither handed on nor dropped). A seek to the state's offset, with the partition resumed,
+        sets its fetch going again; the wait doubles while it stays stuck at the same offset (an aborted
+        transaction at the end of a partition looks the same and must not cost a seek a tick)."""
+        group = self.group
+        if group.rebalancing:
+            return
+        now = self.clock()
+        for p in group.assigned():
+            part = self.partitions.get(p)
+            if part is None:
+                continue
+            if part.next_offset != part.progress_offset:
+                part.progress_offset, part.progress_at, part.stall_wait = part.next_offset, now, self.stall_seconds
+                continue
+            if now - part.progress_at < part.stall_wait:
+                continue
+            try:
+                end = await self.source.end_offset(p)
+            except Exception as exc:  # noqa: BLE001 - broker away or rebalancing: look again next tick
+                log.debug("partition %d: end offset unknown (%s)", p, exc)
+                continue
+            if end is None or end <= part.next_offset or group.rebalancing or self.partitions.get(p) is not part:
+                part.progress_at = now
+                continue
+            self.reseeks += 1
+            log.warning(
+                "partition %d: no progress from offset %d for %.0f s though it ends at %d; fetching it again",
+                p,
+                part.next_offset,
+                now - part.progress_at,
+                end,
+            )
+            part.progress_at = now
+            part.stall_wait = min(part.stall_wait * 2, MAX_STALL_WAIT)
+            try:
+                await self.source.reseek(p, part.next_offset)
+            except Exception as exc:  # noqa: BLE001 - rebalancing: the next assignment seeks anyway
+                log.info("partition %d: seek to %d failed (%s)", p, part.next_offset, exc)
 
     # ---- rebalances ---------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 Why checkpoints and not a table write per event: the per-port state is a few hundred kilobytes
 (ids and vehicles of the last days), so it is kept in memory, folded by the metric core, and
-written to the Faust table's changelog as one compressed snapshot per partition every second
-(`streams.processor` decides when, and what counts as durable).
+written to the Faust table's changelog as one compressed snapshot per partition, once enough
+events or time have gone by (`streams.processor` decides when, and what counts as durable).
 The source offset is committed only once Kafka has acknowledged a snapshot that holds it, so
 the committed offset never runs ahead of the state; after a crash or a rebalance the snapshot is
 restored, the consumer starts at the restored (or the earlier committed) offset, and records at
@@ -13,6 +13,7 @@ nothing is counted twice and nothing is lost (but what retention deleted before 
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass, field
 
@@ -20,8 +21,16 @@ import orjson
 
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import REJECT_REASONS
-from crossing_monitor.core.metrics import STATE_VERSION, PortMetrics, SnapshotVersionError
+from crossing_monitor.core.metrics import STATE_VERSION, PortMetrics
 from crossing_monitor.core.monitor import Monitor
+
+log = logging.getLogger("crossing_monitor.worker")
+
+# The snapshot document's format, the core's state version (the document changes with it). A snapshot
+# of another version (or one the core cannot read: `PortMetrics.from_state` raising) is not restored:
+# the partition is rebuilt from the source topic, which holds every event, so an upgrade that changes
+# the state costs one catch-up instead of a crash loop.
+SNAPSHOT_VERSION = STATE_VERSION
 
 
 @dataclass
@@ -42,11 +51,20 @@ class PartitionState:
     forwards: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     # rejections by reason in the state this worker restored: where its own count starts (streams.exporter)
     restored_rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    unsaved_since: float = 0.0  # monotonic time of the oldest event folded in since the last checkpoint
+    dirty_since: float | None = None  # monotonic time of the oldest event not in an acknowledged checkpoint
+    # stall watch (Processor.watch_stalls): the offset last seen moving, when, and how long to wait next
+    progress_offset: int = -1
+    progress_at: float = 0.0
+    stall_wait: float = 0.0
+    # (next_offset, first offset) of a batch that started past the state and made it seek back once:
+    # the same batch start seen again from there means the offsets in between hold no record
+    looked_past: tuple[int, int] | None = None
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""
         doc = {
-            "version": STATE_VERSION,
+            "version": SNAPSHOT_VERSION,
             "partition": self.partition,
             "offset": self.next_offset,
             "ports": {slug: m.to_state() for slug, m in self.monitor.ports.items()},
@@ -59,14 +77,19 @@ class PartitionState:
         monitor = Monitor(catalogue)
         if snapshot is None:
             return cls(partition, monitor)
-        doc = orjson.loads(zlib.decompress(snapshot))
-        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+        try:
+            doc = orjson.loads(zlib.decompress(snapshot))
             version = doc.get("version") if isinstance(doc, dict) else None
-            raise SnapshotVersionError(f"checkpoint version {version!r} (this worker reads version {STATE_VERSION})")
-        for slug, state in doc["ports"].items():
-            monitor.ports[slug] = PortMetrics.from_state(state, catalogue.get(slug))
-        monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
-        offset = doc["offset"]
+            if version != SNAPSHOT_VERSION:
+                raise ValueError(f"snapshot version {version!r}, this worker reads {SNAPSHOT_VERSION}")
+            for slug, state in doc["ports"].items():
+                monitor.ports[slug] = PortMetrics.from_state(state, catalogue.get(slug))
+            monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
+            offset = int(doc["offset"])
+        except Exception as exc:  # noqa: BLE001 - any unreadable snapshot: rebuild, never crash-loop
+            log.warning("partition %d: checkpoint not restored (%s); rebuilding it from the topic", partition, exc)
+            # committed_offset -1: the rebuilt state's offset is committed at the next tick
+            return cls(partition, Monitor(catalogue), committed_offset=-1)
         return cls(
             partition,
             monitor,

@@ -39,6 +39,10 @@ class _Batch:
     def validate_crc(self) -> bool:
         return True  # checked in __iter__, where a bad one is skipped rather than raised
 
+    def __next__(self) -> Any:
+        """aiokafka reads a control batch's marker with next() (isolation level read_committed)."""
+        return next(self._batch)
+
     def __iter__(self) -> Iterator[Any]:
         batch = self._batch
         first = batch.base_offset  # the first offset not handed out

@@ -7,6 +7,7 @@ globals, so two apps can live in one process and nothing is built at import.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -15,6 +16,8 @@ from crossing_monitor.core.catalogue import Catalogue
 from streams.processor import Processor
 from streams.settings import Settings
 from streams.transport import BatchHandoff, BatchTransport
+
+FLUSH_TIMEOUT = 2.0  # seconds
 
 
 class WorkerApp(faust.App):
@@ -25,9 +28,19 @@ class WorkerApp(faust.App):
     processor: Processor
     events_topic: Any  # faust TopicT of the source topic: misrouted events are forwarded through it
     registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
+    # seconds after which a stop ends the process at once (None: never; see streams.factory._exit_after)
+    stop_deadline: float | None = None
 
     def _new_transport(self) -> BatchTransport:
         return BatchTransport(self.conf.broker_consumer, self)
+
+    async def _producer_flush(self, logger: Any) -> None:
+        """Faust flushes its producer on stop; with the broker gone that waits for the request timeout.
+        Bounded: what is not sent by then is a checkpoint the next owner does without."""
+        try:
+            await asyncio.wait_for(super()._producer_flush(logger), FLUSH_TIMEOUT)
+        except TimeoutError:
+            logger.warning("stop: producer not flushed within %.0f s; going on", FLUSH_TIMEOUT)
 
     def hand_off(self, handoff: BatchHandoff) -> None:
         """Hand the records of `handoff.topics` to `handoff.on_batch` (before the consumer starts)."""

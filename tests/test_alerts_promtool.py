@@ -54,3 +54,14 @@ def test_normal_day_checks_every_alert_all_day():
     assert {t["alertname"] for t in tests} == _alert_names()
     assert all(not t.get("exp_alerts") for t in tests)
     assert "23h59m" in {t["eval_time"] for t in tests}
+
+
+def test_every_worker_health_alert_is_shown_firing_and_quiet_before():
+    worker_rules = HERE.parent / "deploy" / "prometheus" / "rules" / "crossing_worker.rules.yml"
+    groups = yaml.safe_load(worker_rules.read_text(encoding="utf-8"))["groups"]
+    names = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    assert names == {"CrossingWorkerCheckpointStale", "CrossingWorkerLagging", "CrossingWorkerBatchesUndecodable"}
+    tests = _alert_tests(HERE / "promtool" / "worker_health.test.yml")
+    for name in names:
+        mine = [t for t in tests if t["alertname"] == name]
+        assert any(t.get("exp_alerts") for t in mine) and any(not t.get("exp_alerts") for t in mine), name

@@ -89,6 +89,15 @@ class FakeSource:
         self.commits.append(dict(offsets))
         return True
 
+    end: int | None = None
+    reseeks: list[tuple[int, int]] = field(default_factory=list)
+
+    async def end_offset(self, partition: int) -> int | None:
+        return self.end
+
+    async def reseek(self, partition: int, offset: int) -> None:
+        self.reseeks.append((partition, offset))
+
 
 @dataclass
 class FakeGroup:
@@ -109,10 +118,22 @@ class Rig:
     group: FakeGroup
 
 
-def rig(store: FakeStore | None = None, group: FakeGroup | None = None) -> Rig:
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rig(store: FakeStore | None = None, group: FakeGroup | None = None, **policy: Any) -> Rig:
+    """A processor on fakes; it checkpoints at every tick unless `policy` says otherwise."""
     store = store or FakeStore()
     letters, source, group = FakeDeadLetters(), FakeSource(), group or FakeGroup()
-    processor = Processor(CATALOGUE, "events", store, letters, source, group, send_timeout=1.0)
+    policy = {"checkpoint_events": 1, "checkpoint_max_age": 0.0} | policy
+    processor = Processor(CATALOGUE, "events", store, letters, source, group, send_timeout=1.0, **policy)
     return Rig(processor, store, letters, source, group)
 
 
@@ -386,6 +407,173 @@ def test_a_batch_of_another_generation_is_dropped(generation: int):
     r = rig()
     assert not run(r.processor.handle(batch(records(sample_lines()), generation=generation)))
     assert r.processor.partitions == {} and r.processor.events_processed == 0
+
+
+# ---- checkpoints by size or age ------------------------------------------------------------------
+
+
+def test_a_checkpoint_waits_for_n_events_or_the_max_age_and_a_quiet_partition_is_not_rewritten():
+    raw = sample_lines()
+    clock = Clock()
+    r = rig(group=FakeGroup(partitions=[0, 1]), checkpoint_events=10, checkpoint_max_age=60.0, clock=clock)
+    p = r.processor
+    run(p.handle(batch(records(raw[:4]))))
+    run(p.handle(batch(records(raw[4:8]), partition=1)))
+    run(p.tick())
+    assert r.store.attempts == [] and r.source.commits == []  # 4 events each, fresh: nothing due
+    clock.now += 30
+    run(p.handle(batch(records(raw[4:10], 4))))  # partition 0 reaches 10 unsaved events
+    run(p.tick())
+    assert [part for part, _ in r.store.attempts] == [0] and r.source.commits == [{0: 10}]
+    assert p.checkpoint_age() == pytest.approx(30.0)  # partition 1's oldest unsaved event
+    clock.now += 29.9
+    run(p.tick())
+    assert len(r.store.attempts) == 1
+    clock.now += 0.2  # partition 1's oldest unsaved event is 60 s old
+    run(p.tick())
+    assert [part for part, _ in r.store.attempts] == [0, 1] and r.source.commits[-1] == {1: 4}
+    assert p.checkpoint_age() == 0.0
+    clock.now += 3600
+    run(p.tick())  # nothing new anywhere: nothing written, nothing committed
+    assert len(r.store.attempts) == 2 and len(r.source.commits) == 2
+    # a revoke checkpoints whatever is unsaved, however little
+    run(p.handle(batch(records(raw[10:11], 10))))
+    r.group.rebalancing = True
+    run(p.revoked())
+    assert [part for part, _ in r.store.attempts] == [0, 1, 0]
+    assert PartitionState.restore(0, CATALOGUE, r.store.data[0]).next_offset == 11
+
+
+def test_a_dead_letter_does_not_wait_for_the_max_age():
+    raw = sample_lines()
+    r = rig(checkpoint_events=1000, checkpoint_max_age=60.0, clock=Clock())
+    run(r.processor.handle(batch(records(raw))))
+    run(r.processor.tick())
+    assert len(r.letters.acked) == 3 and len(r.store.acked) == 1
+
+
+def test_the_checkpoint_on_shutdown_gives_up_after_its_timeout():
+    raw = sample_lines()
+
+    class Unanswered(FakeStore):
+        def put(self, partition: int, blob: bytes):
+            self.data[partition] = blob
+            return asyncio.Event().wait()  # a broker that is gone
+
+    r = rig(store=Unanswered())
+    run(r.processor.handle(batch(records(raw[:5]))))
+
+    async def stop() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        done = await r.processor.checkpoint_on_shutdown(0.2)
+        return done, loop.time() - start
+
+    done, took = run(stop())
+    assert not done and took < 0.9
+
+
+# ---- gaps and stalls ---------------------------------------------------------------------------
+
+
+def test_a_batch_past_the_state_is_a_gap_once_the_seek_back_brings_the_same_start():
+    raw = sample_lines()
+    r = rig()
+    p = r.processor
+    assert run(p.handle(batch(records(raw[:10]))))
+    # offset 10 is a transaction's commit marker: the next batch starts at 11
+    assert not run(p.handle(batch(records(raw[11:15], 11))))
+    assert r.source.seeks == [{0: 10}]
+    # a batch fetched before the seek back is dropped without another seek
+    assert not run(p.handle(batch(records(raw[15:], 15))))
+    assert r.source.seeks == [{0: 10}]
+    # read again from 10, the partition starts at 11 once more: nothing is at 10, the fold goes on
+    assert run(p.handle(batch(records(raw[11:15], 11))))
+    assert run(p.handle(batch(records(raw[15:], 15))))
+    assert r.source.seeks == [{0: 10}] and p.reads_again == 1
+    assert p.partitions[0].next_offset == len(raw)
+    assert report(p) == analyze(raw[:10] + raw[11:])
+
+
+def test_a_partition_stuck_behind_its_end_is_sought_again_with_a_growing_wait():
+    raw = sample_lines()
+    clock = Clock()
+    r = rig(stall_seconds=5.0, clock=clock)
+    p = r.processor
+    run(p.handle(batch(records(raw[:10]))))
+    r.source.end = 20  # ten more records exist, none is handed on
+    run(p.watch_stalls())
+    clock.now += 4.9
+    run(p.watch_stalls())
+    assert r.source.reseeks == []
+    clock.now += 0.2
+    run(p.watch_stalls())
+    assert r.source.reseeks == [(0, 10)] and p.reseeks == 1
+    clock.now += 5.1
+    run(p.watch_stalls())  # still stuck: the wait doubled
+    assert r.source.reseeks == [(0, 10)]
+    clock.now += 5.0
+    run(p.watch_stalls())
+    assert r.source.reseeks == [(0, 10), (0, 10)]
+    # it moves: the watch starts over; a partition at its end is never sought
+    run(p.handle(batch(records(raw[10:20], 10))))
+    clock.now += 100
+    run(p.watch_stalls())
+    r.source.end = 20
+    clock.now += 100
+    run(p.watch_stalls())
+    assert len(r.source.reseeks) == 2
+
+
+# ---- versioned checkpoints -----------------------------------------------------------------------
+
+
+def _previous_format(part: PartitionState) -> bytes:
+    """A snapshot as the worker wrote it before checkpoints had a version."""
+    import zlib
+
+    doc = {
+        "partition": part.partition,
+        "offset": part.next_offset,
+        "ports": {slug: m.to_state() for slug, m in part.monitor.ports.items()},
+        "rejected": part.monitor.rejected,
+    }
+    return zlib.compress(orjson.dumps(doc), 1)
+
+
+def test_a_checkpoint_of_the_previous_format_is_rebuilt_from_the_topic(caplog):
+    raw = sample_lines()
+    first = rig()
+    run(first.processor.handle(batch(records(raw[:30]))))
+    store = FakeStore()
+    store.data[0] = _previous_format(first.processor.partitions[0])
+    again = rig(store=store)
+    with caplog.at_level("WARNING", logger="crossing_monitor.worker"):
+        part = again.processor.state_for(0)
+    assert (part.next_offset, part.restored_offset, part.monitor.ports) == (0, -1, {})
+    assert [r.message for r in caplog.records if "rebuilding" in r.message] != []
+    run(again.processor.rebalance_complete())
+    assert again.source.seeks == [{0: 0}]  # read from the start of the partition
+    assert run(again.processor.handle(batch(records(raw))))
+    assert report(again.processor) == analyze(raw)
+    run(again.processor.tick())  # the rebuilt state replaces the old checkpoint
+    assert PartitionState.restore(0, CATALOGUE, store.data[0]).next_offset == len(raw)
+
+
+def test_a_checkpoint_the_core_cannot_read_is_rebuilt_not_a_crash(monkeypatch):
+    from crossing_monitor.core.metrics import PortMetrics
+
+    raw = sample_lines()
+    first = rig()
+    run(first.processor.handle(batch(records(raw[:30]))))
+    run(first.processor.tick())
+
+    def unreadable(*args: Any) -> Any:
+        raise KeyError("a field this core does not know")
+
+    monkeypatch.setattr(PortMetrics, "from_state", staticmethod(unreadable))
+    part = rig(store=first.store).processor.state_for(0)
+    assert (part.next_offset, part.monitor.ports, part.committed_offset) == (0, {}, -1)
 
 
 # ---- misrouted events, dead letters that fit, a fold that raises ---------------------------------

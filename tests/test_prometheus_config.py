@@ -138,3 +138,24 @@ def test_file_sd_list_is_valid_json_for_prometheus():
         assert isinstance(groups, list)
         assert all(isinstance(g.get("targets"), list) for g in groups)
     assert (REPO_DIR / "deploy" / "prometheus" / "prometheus.yml").exists()
+
+
+def test_worker_health_rules_are_loaded_everywhere_and_explain_themselves():
+    worker_rules = PROMETHEUS_DIR / "rules" / "crossing_worker.rules.yml"
+    for config in ("prometheus.yml", "prometheus.compose.yml"):
+        loaded = yaml.safe_load((PROMETHEUS_DIR / config).read_text(encoding="utf-8"))["rule_files"]
+        assert "rules/crossing_worker.rules.yml" in loaded, config
+    alerts = [r for g in yaml.safe_load(worker_rules.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    exprs = " ".join(a["expr"] for a in alerts)
+    for metric in (
+        "crossing_worker_checkpoint_age_seconds",
+        "crossing_worker_consumer_lag_messages",
+        "crossing_worker_batches_undecodable_total",
+    ):
+        assert metric in exprs
+    for alert in alerts:
+        annotations = alert["annotations"]
+        assert set(annotations) >= {"summary", "description", "runbook"}, alert["alert"]
+        assert len(annotations["runbook"].split()) >= 30, f"{alert['alert']}: the runbook is a paragraph"
+        assert alert["labels"]["severity"] in ("critical", "warning") and "for" in alert
+        assert "port" not in alert["expr"]  # the pipeline's own health: routed to the platform team

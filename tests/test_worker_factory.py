@@ -58,3 +58,23 @@ def test_each_app_from_the_factory_has_its_own_topics_hand_off_and_views():
     for app in (a, b):
         assert {"/api/ports", "/api/ports/{port}", "/metrics", "/healthz", "/"} <= set(app.web.views)
         assert app.web.views["/healthz"].app is app
+
+
+def test_the_fetch_wait_and_isolation_level_reach_the_kafka_consumer_and_the_changelog_compacts():
+    import asyncio
+
+    from streams.factory import create_app
+
+    async def build() -> tuple[object, object]:
+        env = {"CROSSING_MONITOR_FETCH_MAX_WAIT_MS": "250", "CROSSING_MONITOR_CHECKPOINT_EVENTS": "500"}
+        app = create_app(Settings.from_env(env, topic="f.events", web_port=7203), load_catalogue(), KafkaSecurity())
+        thread = app.consumer._thread
+        return app, thread._create_worker_consumer(app.transport)
+
+    app, consumer = asyncio.run(build())
+    assert consumer._fetch_max_wait_ms == 250 and consumer._isolation_level == "read_committed"
+    assert app.processor.checkpoint_events == 500 and app.processor.checkpoint_max_age == 600.0
+    table = app.tables["checkpoints"]
+    configs = table.changelog_topic.config
+    assert configs["cleanup.policy"] == "compact" and int(configs["segment.ms"]) <= 10 * 60 * 1000
+    assert int(configs["segment.bytes"]) >= int(configs["max.message.bytes"])

@@ -122,7 +122,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 class WorkerProcess:
     """`crossing-monitor worker` as a child process of the test, on loopback."""
 
-    def __init__(self, bootstrap: str, topic: str, workdir: Path, name: str = "w") -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, workdir: Path, name: str = "w", env: dict[str, str] | None = None
+    ) -> None:
+        # checkpoints every second or two (the tests wait for commits); `env` overrides
+        self.env = {"CROSSING_MONITOR_CHECKPOINT_MAX_AGE": "1"} | (env or {})
         self.bootstrap = bootstrap
         self.topic = topic
         self.port = free_port()
@@ -135,7 +139,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> WorkerProcess:
-        env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS))
+        env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS)) | self.env
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [

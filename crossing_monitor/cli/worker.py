@@ -85,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
     from streams.factory import create_app
 
     app = create_app(settings, catalogue, security)
+    app.stop_deadline = settings.stop_seconds  # SIGTERM ends this process within that, whatever Kafka does
     print(
         f"crossing-monitor worker: consuming {settings.topic} at {bootstrap} ({security.describe()}); "
         f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics",
