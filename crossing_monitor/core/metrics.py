@@ -43,6 +43,7 @@ from crossing_monitor.core.records import (
     _load_means,
     new_by_direction,
 )
+from crossing_monitor.core.trends import Trends
 
 __all__ = ["HOUR", "INSPECTION_BUCKETS", "SECOND", "STATE_VERSION", "PortMetrics", "SnapshotVersionError"]
 
@@ -172,6 +173,7 @@ class PortMetrics:
         self.recent_inspections: list[tuple[int, str, str, int]] = []
         self.recent_waits: list[tuple[int, str, str, str, int]] = []
         self.recent_clearances: list[tuple[int, str, str, str, int]] = []
+        self.trends = Trends()  # the wall's sparklines: 15-minute buckets, 24 h
 
     # ---- folding events ------------------------------------------------------------------
 
@@ -199,6 +201,7 @@ class PortMetrics:
         else:
             self._accept(ev)
             self._progressed(ev.vehicle_id)
+        self.trends.observe(etype, ev.ts, self)
         return True
 
     def _accept(self, ev: Event) -> None:
@@ -657,6 +660,7 @@ class PortMetrics:
         }
         peak = self.peak_day()
         queue = self.queue()
+        trends, trend_samples = self.trends.report(self.watermark)
         return {
             "crossings": self.crossings,
             "cargo_tonnes": self.cargo_g / 1_000_000,
@@ -675,6 +679,8 @@ class PortMetrics:
             "scans": {"completed": self.scans, "flagged": self.flagged},
             "lanes_in_use": self.lanes_in_use(),
             "forecast": self.forecast(queue),
+            "trends": trends,
+            "trend_samples": trend_samples,
         }
 
     # ---- snapshots (checkpoints of the live worker) --------------------------------------
@@ -709,6 +715,7 @@ class PortMetrics:
             "recent_inspections": self.recent_inspections,
             "recent_waits": self.recent_waits,
             "recent_clearances": self.recent_clearances,
+            "trends": self.trends.dump(),
         }
 
     @classmethod
@@ -759,4 +766,5 @@ class PortMetrics:
         m.recent_inspections = [tuple(x) for x in state["recent_inspections"]]  # type: ignore[misc]
         m.recent_waits = [tuple(x) for x in state["recent_waits"]]  # type: ignore[misc]
         m.recent_clearances = [tuple(x) for x in state["recent_clearances"]]  # type: ignore[misc]
+        m.trends = Trends.load(state.get("trends"))
         return m
