@@ -25,6 +25,7 @@ class Settings:
     catalogue: str | None
     checkpoint_seconds: float
     replication: int  # of every topic the worker creates, its own and Faust's
+    alertmanager: str | None = None  # base URL whose firing alerts the wall shows
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -58,6 +59,7 @@ class Settings:
             catalogue=env("CROSSING_MONITOR_CATALOGUE") or None,
             checkpoint_seconds=float(env("CROSSING_MONITOR_CHECKPOINT_SECONDS", "1.0")),
             replication=int(env("TOPIC_REPLICATION_FACTOR", "1")),
+            alertmanager=env("CROSSING_MONITOR_ALERTMANAGER") or None,
         )
 
 
@@ -73,4 +75,5 @@ _FIELD_OF = {
     "CROSSING_MONITOR_CATALOGUE": "catalogue",
     "CROSSING_MONITOR_CHECKPOINT_SECONDS": "checkpoint_seconds",
     "TOPIC_REPLICATION_FACTOR": "replication",
+    "CROSSING_MONITOR_ALERTMANAGER": "alertmanager",
 }
