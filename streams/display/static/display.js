@@ -126,7 +126,7 @@ function render(data) {
   document.getElementById("alerts").innerHTML = banners(data, shown);
   const now = new Date(data.now), ahead = (now - Date.now()) / 60000;
   document.getElementById("clock").textContent = `Monitor clock ${now.toISOString().slice(0, 16).replace("T", " ")} UTC` +
-    (ahead > 2 ? ` (data time, ${ahead < 120 ? Math.round(ahead) + " min" : Math.round(ahead / 60) + " h"} ahead of the wall clock)` : "");
+    (ahead > 2 ? ` · data time, wall clock +${ahead < 120 ? Math.round(ahead) + " min" : Math.round(ahead / 60) + " h"}` : "");
 }
 
 function stale(on) { on = on || errored; document.getElementById("stale").hidden = !on; document.body.classList.toggle("is-stale", on); }
