@@ -183,6 +183,25 @@ def port_row(port: Port, y: int) -> list[dict[str, Any]]:
     ]
 
 
+TREND_TITLES = ("Crossings / hour", "Queue", "Wait")  # the figures the HTML wall draws sparklines under
+
+
+def with_trends(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 17: the last 12 h as a sparkline behind the throughput, queue and wait figures, as the
+    worker's own wall draws them. Range queries over a 12 h panel window, 15-minute steps; the figure
+    itself stays the last value. The layout is unchanged, so the wall still fits 1080p."""
+    for panel in panels:
+        if panel["title"] in TREND_TITLES:
+            for t in panel["targets"]:
+                t["instant"], t["range"] = False, True
+            panel["timeFrom"] = "12h"
+            panel["interval"] = "15m"
+            panel["hideTimeOverride"] = True
+            panel["options"]["graphMode"] = "area"
+            panel["description"] += " The line behind: the last 12 hours."
+    return panels
+
+
 def summary_bar() -> list[dict[str, Any]]:
     """Totals across ports and the health of the pipeline (widths 6 x 4 = 24)."""
     h = ROW_H
@@ -241,7 +260,7 @@ def build(catalogue: Catalogue) -> dict[str, Any]:
     """The wall display for every port of the catalogue."""
     panels = summary_bar()
     for i, port in enumerate(catalogue.values()):
-        panels += port_row(port, ROW_H * (i + 1))
+        panels += with_trends(port_row(port, ROW_H * (i + 1)))
     return dashboard(
         UID,
         "Crossings · wall display",

@@ -43,6 +43,7 @@ class Settings:
     # A stop (SIGTERM) that has not ended after this long ends the process at once: with the broker gone,
     # Faust's producer flush and consumer close each wait a minute. Nothing is lost (see streams.state).
     stop_seconds: float = 8.0
+    alertmanager: str | None = None  # base URL whose firing alerts the wall shows
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             stall_seconds=float(env("CROSSING_MONITOR_STALL_SECONDS", "5")),
             shutdown_checkpoint_seconds=float(env("CROSSING_MONITOR_SHUTDOWN_CHECKPOINT_SECONDS", "3")),
             stop_seconds=float(env("CROSSING_MONITOR_STOP_SECONDS", "8")),
+            alertmanager=env("CROSSING_MONITOR_ALERTMANAGER") or None,
         )
 
 
@@ -103,4 +105,5 @@ _FIELD_OF = {
     "CROSSING_MONITOR_STALL_SECONDS": "stall_seconds",
     "CROSSING_MONITOR_SHUTDOWN_CHECKPOINT_SECONDS": "shutdown_checkpoint_seconds",
     "CROSSING_MONITOR_STOP_SECONDS": "stop_seconds",
+    "CROSSING_MONITOR_ALERTMANAGER": "alertmanager",
 }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import aiohttp
@@ -24,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from crossing_monitor.core.events import REJECT_REASONS
 from crossing_monitor.core.metrics import PortMetrics
 from streams import display
+from streams.display.broadcast import Broadcaster
 from streams.exporter import WorkerCollector
 from streams.workerapp import WorkerApp
 
@@ -224,41 +224,48 @@ class DisplayMeta(View):
         return _json(self, display.targets(_worker(self).catalogue))
 
 
+def _broadcaster(app: WorkerApp) -> Broadcaster:
+    """The worker's one broadcaster, started with the first page that connects."""
+    found = getattr(app, "wall_broadcaster", None)
+    if found is None:
+        settings = app.settings
+        url = f"http://{settings.web_host}:{settings.web_port}/api/ports"
+        found = Broadcaster(url, app.catalogue, getattr(settings, "alertmanager", None))
+        app.wall_broadcaster = found  # type: ignore[attr-defined]
+    found.start()
+    return found
+
+
 class DisplayEvents(View):
-    """Server-sent events: `ports` (the /api/ports object) whenever it changes, `hours` (which ports
-    are open now, by the wall clock) whenever that changes, `ping` every 2 s."""
+    """Server-sent events: `display` (the slim payload of streams.display.broadcast) whenever it
+    changes, the same bytes for every page; `ping` every 2 s otherwise."""
 
     async def get(self, request: Request) -> Any:
         resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        app = _worker(self)
-        catalogue, settings = app.catalogue, app.settings
-        url = f"http://{settings.web_host}:{settings.web_port}/api/ports"
-        previous = b""
-        previous_hours = b""
-        ticks = 0
+        hub = _broadcaster(_worker(self))
+        seen = 0  # version 0: no frame yet
         try:
-            async with aiohttp.ClientSession() as session:
-                while True:
-                    try:
-                        async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
-                            body = await r.read() if r.status == 200 else None
-                    except (TimeoutError, aiohttp.ClientError):
-                        body = None
-                    hours = orjson.dumps(display.open_now(catalogue, datetime.now(UTC)))
-                    if hours != previous_hours:
-                        previous_hours = hours
-                        await resp.write(b"event: hours\ndata: " + hours + b"\n\n")
-                    if body is not None and body != previous:
-                        previous = body
-                        await resp.write(b"event: ports\ndata: " + body + b"\n\n")
-                    elif ticks % 4 == 0:
-                        await resp.write(b"event: ping\ndata: {}\n\n")
-                    ticks += 1
-                    await asyncio.sleep(0.5)
+            while True:
+                if hub.version != seen and hub.frame is not None:
+                    seen = hub.version
+                    await resp.write(hub.frame)
+                else:
+                    await resp.write(b"event: ping\ndata: {}\n\n")
+                await hub.wait(seen, 2.0)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
+
+
+class DisplayPortPage(View):
+    """One port large (`/port/{slug}`): the same page, which reads the slug from its address."""
+
+    async def get(self, request: Request, slug: str) -> Response:
+        if slug not in _worker(self).catalogue:
+            return _json(self, {"error": f"unknown port {slug!r}"}, status=404)
+        body, ctype = display.asset("index.html")
+        return self.bytes(body, content_type=ctype)
 
 
 class DisplayAsset(View):
@@ -277,6 +284,7 @@ VIEWS: list[tuple[str, type[View]]] = [
     ("/", DisplayPage),
     ("/display/meta.json", DisplayMeta),
     ("/display/events", DisplayEvents),
+    ("/port/{slug}", DisplayPortPage),
     ("/display/{name}", DisplayAsset),
 ]
 

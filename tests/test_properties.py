@@ -78,7 +78,12 @@ def messy_logs(draw) -> list[bytes]:
 def analyze(lines: list[bytes]) -> dict:
     monitor = Monitor(CATALOGUE)
     monitor.process_all(lines)
-    return monitor.report()
+    out = monitor.report()
+    for report in out["ports"].values():
+        # sampled from the state at each quarter's close, which depends on what came before:
+        # order dependent by design (crossing_monitor/core/trends.py); `trends` stays in the comparison
+        del report["trend_samples"]
+    return out
 
 
 def _event_id(line: bytes) -> str | None:

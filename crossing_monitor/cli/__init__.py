@@ -197,6 +197,12 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:
     _add_catalogue_option(p)
     p.add_argument("--data-dir", help="worker data directory (default: ./var/worker-<web port>)")
     p.add_argument("--loglevel", default="info", help="log level (default info)")
+    p.add_argument(
+        "--alertmanager",
+        metavar="URL",
+        help="Alertmanager whose firing alerts the wall display shows, e.g. http://127.0.0.1:9093 "
+        "(default: $CROSSING_MONITOR_ALERTMANAGER; none: the wall shows no alerts)",
+    )
     _add_kafka_options(p, "sensor events topic")
     p.set_defaults(handler="crossing_monitor.cli.worker:main")
 

@@ -170,7 +170,7 @@ async def _feed(
     print(f"stopped after {sent:,} events", flush=True)
 
 
-def _prometheus(children: Children, workdir: Path, worker_port: int) -> list[str]:
+def _prometheus(children: Children, workdir: Path, worker_port: int, am_port: int | None = None) -> list[str]:
     """Prometheus, Alertmanager and the webhook from Debian's packages, or why they are skipped."""
     prometheus = shutil.which("prometheus")
     alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -187,7 +187,7 @@ def _prometheus(children: Children, workdir: Path, worker_port: int) -> list[str
     if alertmanager:
         from dashboards.promconfig import render_alertmanager
 
-        hook_port, am_port = free_port(), free_port()
+        hook_port, am_port = free_port(), am_port or free_port()
         hook = children.start(
             "alert webhook",
             [
@@ -270,6 +270,9 @@ def main(args: argparse.Namespace) -> int:
         from crossing_monitor.kafka.admin import create_topics
 
         create_topics(bootstrap, {topic: 8, f"{topic}.dlq": 1})
+        # the wall shows Alertmanager's firing alerts: its port is chosen now, it starts after the worker
+        wants_am = not args.no_prometheus and (shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"))
+        am_port = free_port() if wants_am else None
         worker = children.start(
             "worker",
             [
@@ -287,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
                 str(workdir / "worker"),
                 "--loglevel",
                 "warning",
+                *(["--alertmanager", f"http://127.0.0.1:{am_port}"] if am_port else []),
             ],
             workdir / "worker.log",
         )
@@ -313,7 +317,7 @@ def main(args: argparse.Namespace) -> int:
             workdir / "traffic.log",
         )
         del feeder
-        extra = [] if args.no_prometheus else _prometheus(children, workdir, args.web_port)
+        extra = [] if args.no_prometheus else _prometheus(children, workdir, args.web_port, am_port)
         base = f"http://127.0.0.1:{args.web_port}"
         print(
             "\ncrossing-monitor demo is running - Ctrl-C stops everything it started\n"

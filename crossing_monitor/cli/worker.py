@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
             web_port=args.web_port,
             catalogue=args.catalogue or None,  # else $CROSSING_MONITOR_CATALOGUE, else the shipped one
             data_dir=args.data_dir or None,
+            alertmanager=getattr(args, "alertmanager", None) or None,
         )
         catalogue = load_catalogue(settings.catalogue)
     except CatalogueError as exc:

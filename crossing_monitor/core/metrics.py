@@ -44,6 +44,7 @@ from crossing_monitor.core.records import (
     _load_means,
     new_by_direction,
 )
+from crossing_monitor.core.trends import Trends
 
 if TYPE_CHECKING:
     from crossing_monitor.core.catalogue import Port
@@ -177,6 +178,7 @@ class PortMetrics:
         self.recent_inspections: list[tuple[int, str, str, int]] = []
         self.recent_waits: list[tuple[int, str, str, str, int]] = []
         self.recent_clearances: list[tuple[int, str, str, str, int]] = []
+        self.trends = Trends()  # the wall's sparklines: 15-minute buckets, 24 h
 
     # ---- folding events ------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class PortMetrics:
         else:
             self._accept(ev)
             self._progressed(ev.vehicle_id)
+        self.trends.observe(etype, ev.ts, self)
         return True
 
     def _accept(self, ev: Event) -> None:
@@ -647,6 +650,7 @@ class PortMetrics:
         }
         peak = self.peak_day()
         queue = self.queue()
+        trends, trend_samples = self.trends.report(self.watermark)
         return {
             "crossings": self.crossings,
             "cargo_tonnes": self.cargo_g / 1_000_000,
@@ -665,6 +669,8 @@ class PortMetrics:
             "scans": {"completed": self.scans, "flagged": self.flagged},
             "lanes_in_use": self.lanes_in_use(),
             "forecast": self.forecast(queue),
+            "trends": trends,
+            "trend_samples": trend_samples,
         }
 
     # ---- snapshots (checkpoints of the live worker) --------------------------------------
@@ -700,6 +706,7 @@ class PortMetrics:
             "recent_waits": self.recent_waits,
             "recent_clearances": self.recent_clearances,
             "forecast": self.forecaster.to_state(),
+            "trends": self.trends.dump(),
         }
 
     @classmethod
@@ -751,4 +758,5 @@ class PortMetrics:
         m.recent_inspections = [tuple(x) for x in state["recent_inspections"]]  # type: ignore[misc]
         m.recent_waits = [tuple(x) for x in state["recent_waits"]]  # type: ignore[misc]
         m.recent_clearances = [tuple(x) for x in state["recent_clearances"]]  # type: ignore[misc]
+        m.trends = Trends.load(state.get("trends"))
         return m
