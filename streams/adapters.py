@@ -27,10 +27,17 @@ class TableCheckpoints:
         return self.table.data.get(snapshot_key(partition))
 
     def put(self, partition: int, blob: bytes) -> Awaitable[Any]:
+        """Send the snapshot; it becomes this worker's local copy only once Kafka has it, so a
+        partition kept through a rebalance never restores (and commits) a snapshot Kafka lacks."""
         key = snapshot_key(partition)
         sent = self.table.send_changelog(partition, key, blob)
-        self.table.data[key] = blob
-        return sent
+
+        async def stored() -> Any:
+            result = await sent
+            self.table.data[key] = blob
+            return result
+
+        return stored()
 
 
 class TopicDeadLetters:

@@ -340,32 +340,39 @@ class Processor:
         return part.unsaved >= self.checkpoint_events or now - part.unsaved_since >= self.checkpoint_max_age
 
     async def save(self, part: PartitionState) -> None:
-        """Send the partition's dead letters and snapshot (the producer keeps their order) and wait
-        until Kafka has them; only then does the checkpoint's offset count as durable. A dead letter
-        is forgotten once acknowledged, so a checkpoint that fails sends the rest again next time."""
+        """Send the partition's dead letters and forwards, wait until Kafka has them, and only then its
+        snapshot; the checkpoint's offset counts as durable once Kafka has that too.
+
+        Two steps because they go to different topics, acknowledged independently: a snapshot must
+        never be in Kafka while a dead letter or forward of a record below its offset is not (the next
+        owner would skip the record and the letter would be lost). The snapshot, its offset and the
+        letters it covers are taken together, before the first wait, so records folded meanwhile are
+        for the next checkpoint. A letter is forgotten once acknowledged, so a checkpoint that fails
+        sends the rest again next time."""
         lock = self._saving.setdefault(part.partition, asyncio.Lock())
         async with lock:
             if not self.needs_checkpoint(part):
                 return
             letters = list(part.dead_letters.items())
-            sent = [self.dead_letters.send(key, value) for _, (key, value) in letters]
             forwards = list(part.forwards.items())
-            sent += [self._forward(part.partition, offset, target, raw) for offset, (target, raw) in forwards]
             blob = part.snapshot()
-            sent.append(self.store.put(part.partition, blob))
             offset = part.next_offset
             part.unsaved = 0
             part.checkpoint_offset = offset
-            self.checkpoints_written += 1
-            self.last_checkpoint_bytes = len(blob)
-            acked = await self._settle(part.partition, offset, sent)
+            sent = [self.dead_letters.send(key, value) for _, (key, value) in letters]
+            sent += [self._forward(part.partition, offset_, target, raw) for offset_, (target, raw) in forwards]
+            acked = await self._settle(part.partition, offset, sent) if sent else []
             for (letter_offset, _), ok in zip(letters, acked, strict=False):
                 if ok:
                     part.dead_letters.pop(letter_offset, None)
             for (forward_offset, _), ok in zip(forwards, acked[len(letters) :], strict=False):
                 if ok:
                     part.forwards.pop(forward_offset, None)
-            if all(acked):
+            if not all(acked):
+                return  # the snapshot waits for its letters: tried again at the next tick
+            self.checkpoints_written += 1
+            self.last_checkpoint_bytes = len(blob)
+            if all(await self._settle(part.partition, offset, [self.store.put(part.partition, blob)])):
                 part.durable_offset = max(part.durable_offset, offset)
                 self.last_checkpoint_time = time.time()
                 part.dirty_since = part.unsaved_since if part.unsaved else None

@@ -189,3 +189,24 @@ def test_the_promtool_test_of_the_forecast_alert_is_the_incident_scenario_regene
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.render(module.sample()) == module.OUT.read_text(encoding="utf-8")
+
+
+def test_a_port_in_a_daylight_saving_zone_forecasts_across_the_25_hour_day():
+    """A replaced catalogue may name a zone with daylight saving: the projection crosses the autumn
+    night that has a 25th hour (found by a review: an IndexError there made /api/ports answer 500)."""
+    from importlib import resources
+
+    from crossing_monitor.core.catalogue import parse_catalogue
+
+    text = resources.files("crossing_monitor.core").joinpath("data/ports.toml").read_text(encoding="utf-8")
+    berlin = parse_catalogue(text.replace("Asia/Shanghai", "Europe/Berlin"), "berlin.toml")
+
+    def when(hhmm: str) -> str:
+        return f"2026-10-25T{hhmm}:00+01:00"  # the evening of the day the clocks went back
+
+    evs = [event("vehicle.arrived", when(f"22:{i:02d}"), f"v{i}", port=PORT, sensor_id="approach") for i in range(40)]
+    evs += [event("scan.started", when("22:45"), f"clock-{s}", port=PORT, sensor_id=f"clock-{s}") for s in "ab"]
+    monitor = Monitor(berlin)
+    monitor.process_all(lines(evs))
+    outbound = monitor.report()["ports"][PORT]["forecast"]["outbound"]
+    assert outbound["predicted_wait_seconds"] > 3600  # the port is closed overnight: the queue waits for the opening

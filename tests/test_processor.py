@@ -274,6 +274,22 @@ def test_a_failed_checkpoint_commits_nothing_and_loses_no_dead_letter():
     assert len(r.letters.attempts) == 6 and len(r.letters.acked) == 3
 
 
+def test_no_snapshot_reaches_kafka_while_a_dead_letter_below_its_offset_does_not():
+    """Dead letters and snapshots go to different topics: were the snapshot in Kafka and its letter
+    not, the next owner would skip the record and the letter would be lost for good."""
+    raw = sample_lines()
+    r = rig()
+    r.letters.fail = True
+    run(r.processor.handle(batch(records(raw))))
+    run(r.processor.tick())
+    assert r.store.attempts == [] and r.store.acked == []  # the snapshot waits for its letters
+    assert r.source.commits == [] and len(r.processor.partitions[0].dead_letters) == 3
+    r.letters.fail = False
+    run(r.processor.tick())
+    assert len(r.letters.acked) == 3 and len(r.store.acked) == 1
+    assert r.source.commits[-1] == {0: len(raw)}
+
+
 def test_only_the_snapshot_failing_keeps_the_acknowledged_letters_acknowledged():
     raw = sample_lines()
     r = rig()

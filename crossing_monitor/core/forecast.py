@@ -242,7 +242,7 @@ class Forecaster:
                 k = 0
             dt = (SLOT_S - into) if first else SLOT_S
             first = False
-            hour = (k * SLOT_S) // 3600
+            hour = min((k * SLOT_S) // 3600, 23)  # a 25-hour day (daylight saving ends) has a 25th hour
             lanes = table[k]
             if lanes:
                 if waited == 0 and remaining < lanes * (1.0 if share_now is None else share_now) - 0.5:
