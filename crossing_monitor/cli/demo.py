@@ -72,8 +72,9 @@ class Children:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+                    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(10)  # the others are stopped even if this one will not go
                 except ProcessLookupError:
                     pass
         self.procs.clear()

@@ -150,9 +150,12 @@ class Broadcaster:
                         data = orjson.loads(await r.read()) if r.status == 200 else None
                 except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
                     data = None
-                if data is not None:
+                if isinstance(data, dict):
                     self.builds += 1
-                    self._publish(payload(data.get("ports", {}), self.catalogue, self.alerts, datetime.now(UTC)))
+                    try:
+                        self._publish(payload(data.get("ports", {}), self.catalogue, self.alerts, datetime.now(UTC)))
+                    except Exception:  # noqa: BLE001 - a frame that cannot be built must not end the broadcast
+                        log.exception("wall display: the display frame could not be built; keeping the last one")
                 await asyncio.sleep(TICK_SECONDS)
 
     async def _poll_alerts(self) -> None:
@@ -163,7 +166,8 @@ class Broadcaster:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:
                         r.raise_for_status()
                         self.alerts = {"state": "ok", "firing": firing(orjson.loads(await r.read()))}
-                except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, OSError) as exc:
+                except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, OSError, ValueError,
+                        AttributeError, TypeError, KeyError) as exc:  # unreachable, or not Alertmanager's answer
                     self.alerts = {
                         "state": "unreachable",
                         "error": f"Alertmanager {self.alertmanager} cannot be reached ({type(exc).__name__})",
