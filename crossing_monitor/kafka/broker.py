@@ -479,7 +479,9 @@ class LocalKafka:
         assert self.data_dir is not None
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's own Uuid: a leading '-' reads as an option to the tool
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [*self._jvm(java, libs), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"]
         cmd.append(str(self.data_dir / "server.properties"))
         self._say(f"formatting KRaft storage in {self.data_dir} (cluster id {cluster_id})")
