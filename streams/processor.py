@@ -36,6 +36,7 @@ import orjson
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import Rejection
 from crossing_monitor.core.metrics import PortMetrics
+from crossing_monitor.core.monitor import decode_json
 from streams.deadletters import dead_letter
 from streams.state import PartitionState
 
@@ -220,7 +221,7 @@ class Processor:
         so the committed offset may lag the checkpoint without anything being counted twice. The
         caller has made sure the batch does not start past the state (see `read_past`).
         """
-        process = part.monitor.process
+        process = part.monitor.process_decoded
         next_offset = part.next_offset
         folded = 0
         for record in batch.records:
@@ -232,13 +233,14 @@ class Processor:
                 self.offsets_missing += offset - next_offset
                 log.info("partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1)
             raw = record.value if record.value is not None else b""
-            target = self.misrouted(part.partition, record, raw)
+            obj = decode_json(raw)
+            target = self.misrouted(part.partition, record, obj)
             if target is not None:
                 part.forwards[offset] = (target, raw)
                 self.events_forwarded += 1
             else:
                 try:
-                    result = process(raw)
+                    result = process(raw, obj)
                 except Exception as exc:  # noqa: BLE001 - no record may stop the worker (SPEC §1)
                     self.fold_errors += 1
                     log.exception("partition %d offset %d: fold failed; dead-lettered", part.partition, offset)
@@ -259,7 +261,7 @@ class Processor:
         self.batches_folded += 1
         self.events_processed += folded
 
-    def misrouted(self, partition: int, record: Any, raw: bytes) -> int | None:
+    def misrouted(self, partition: int, record: Any, obj: Any) -> int | None:
         """The partition the record's event belongs on when it is not `partition`, else None.
 
         "Belongs": the partition Kafka's default (murmur2) partitioner gives its `port` among the
@@ -272,10 +274,6 @@ class Processor:
             return None
         headers = getattr(record, "headers", None)
         if headers and any(name == FORWARDED for name, _ in headers):
-            return None
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
             return None
         port = obj.get("port") if type(obj) is dict else None
         if type(port) is not str or port not in self.slugs:

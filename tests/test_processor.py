@@ -687,15 +687,15 @@ def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkey
     raw = sample_lines()
     r = rig()
     part = r.processor.state_for(0)
-    process = part.monitor.process
+    process = part.monitor.process_decoded  # what the fold calls (each record decoded once)
     poison = raw[3]
 
-    def flaky(line: bytes | str):
+    def flaky(line: bytes | str, obj):
         if line == poison:
             raise OverflowError("cannot convert float infinity to integer")
-        return process(line)
+        return process(line, obj)
 
-    monkeypatch.setattr(part.monitor, "process", flaky)
+    monkeypatch.setattr(part.monitor, "process_decoded", flaky)
     assert run(r.processor.handle(batch(records(raw))))
     run(r.processor.tick())
     letters = [orjson.loads(v) for _, v in r.letters.acked]

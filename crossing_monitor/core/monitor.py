@@ -17,6 +17,14 @@ from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse
 from crossing_monitor.core.metrics import PortMetrics
 
 
+def decode_json(raw: bytes | str) -> Any:
+    """The JSON value of a message, or None when it is not JSON (`Monitor.process_decoded` judges it)."""
+    try:
+        return loads(raw)
+    except JSONDecodeError:
+        return None
+
+
 class Monitor:
     """Per-port PortMetrics, created on a port's first valid event, and rejections by reason."""
 
@@ -37,10 +45,11 @@ class Monitor:
 
     def process(self, raw: bytes | str) -> Event | Rejection:
         """Judge one message and fold it in; the Rejection says why it goes to the dead letters."""
-        try:
-            obj = loads(raw)
-        except JSONDecodeError:
-            obj = None
+        return self.process_decoded(raw, decode_json(raw))
+
+    def process_decoded(self, raw: bytes | str, obj: Any) -> Event | Rejection:
+        """`process` for a message its caller has already decoded (`decode_json(raw)`): the worker reads
+        each record's port before folding it, and a record is parsed once."""
         # the common case inline (a JSON object); anything else goes through `parse` for its reason
         result = validate(obj, self.slugs) if type(obj) is dict else parse(raw, self.slugs)
         if type(result) is Rejection:
@@ -51,16 +60,9 @@ class Monitor:
         port = self.ports.get(result.port)
         if self.on_arrival is not None and result.type == "vehicle.arrived":
             return self._process_arrival(result, port)
-        try:
-            if port is None:
-                port = PortMetrics(result.port, self.catalogue[result.port].timezone, self.catalogue[result.port])
-                accepted = port.apply(result)
-                self.ports[result.port] = port  # only once its first event is in
-            else:
-                accepted = port.apply(result)
-        except Exception as exc:  # noqa: BLE001 - one event must never stop the monitor; apply changed nothing
-            self.rejected["invalid"] += 1
-            return Rejection("invalid", str(exc) or type(exc).__name__)
+        accepted = self._apply(result, port)
+        if type(accepted) is Rejection:
+            return accepted
         if not accepted:
             self.rejected["duplicate"] += 1
             return Rejection("duplicate", f"event_id {result.event_id!r} was already seen")
@@ -75,18 +77,26 @@ class Monitor:
             predicted = 0.0 if port is None else port.forecaster.predicted_only(port, ev.direction)
         except Exception:  # noqa: BLE001 - reading a figure must not stop the fold either; the line still comes
             predicted = 0.0
+        accepted = self._apply(ev, port)
+        if type(accepted) is Rejection:
+            return accepted
+        port = self.ports[ev.port]
+        self.on_arrival(ev, format_ts(port.clock.local(ev.ts)), predicted)  # type: ignore[misc]
+        return ev
+
+    def _apply(self, ev: Event, port: PortMetrics | None) -> bool | Rejection:
+        """Fold a valid event into its port (made on its first event, kept only once that is in): whether
+        it was new, or an `invalid` Rejection when folding failed (apply changed nothing then)."""
         try:
             if port is None:
                 port = PortMetrics(ev.port, self.catalogue[ev.port].timezone, self.catalogue[ev.port])
-                port.apply(ev)
+                accepted = port.apply(ev)
                 self.ports[ev.port] = port
-            else:
-                port.apply(ev)
-        except Exception as exc:  # noqa: BLE001 - as in `process`
+                return accepted
+            return port.apply(ev)
+        except Exception as exc:  # noqa: BLE001 - one event must never stop the monitor
             self.rejected["invalid"] += 1
             return Rejection("invalid", str(exc) or type(exc).__name__)
-        self.on_arrival(ev, format_ts(port.clock.local(ev.ts)), predicted)  # type: ignore[misc]
-        return ev
 
     def process_all(self, messages: Iterable[bytes | str]) -> None:
         process = self.process
