@@ -289,6 +289,8 @@ class PortMetrics:
             new_c = self._clearance_of(v.arrived, ts, direction, cls, day)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v = None  # forgotten by this very event's watermark step: for this event the vehicle is new
         d = self.days.get(day) or self._day(day)
         d.crossings += 1
         d.cargo_g += grams
@@ -333,6 +335,8 @@ class PortMetrics:
             new_w = self._wait_of(v.arrived, ts, v.arrived_direction, v.booked, day)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v = None  # forgotten by this very event's watermark step: for this event the vehicle is new
         self.forecaster.entered(ts, ev.direction, ev.lane)
         if ts > self._cut:
             insort(self.recent_entries, (ts, ev.direction, ev.lane))
@@ -368,6 +372,8 @@ class PortMetrics:
             new_c = self._clearance_of(ts, v.exited, v.exit_direction, v.exit_class)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v, changed = None, True  # forgotten by this very event's watermark step: the vehicle is new
         self.forecaster.arrived(ts, direction, booked)
         if v is None:
             v = self._vehicle(vehicle_id)
