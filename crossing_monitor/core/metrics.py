@@ -98,7 +98,7 @@ class SnapshotVersionError(ValueError):
     """A snapshot written in a format this version cannot read (older or newer)."""
 
 
-def _mean_seconds(total_us: int, count: int) -> float | None:
+def mean_seconds(total_us: int, count: int) -> float | None:
     return None if count == 0 else round(total_us / count / SECOND, 3)
 
 
@@ -108,7 +108,7 @@ def _mean_of(means: Iterable[Mean]) -> float | None:
     for m in means:
         total += m.total
         count += m.count
-    return _mean_seconds(total, count)
+    return mean_seconds(total, count)
 
 
 def _averages(by_class: dict[str, Mean]) -> dict[str, float | None]:
@@ -117,7 +117,7 @@ def _averages(by_class: dict[str, Mean]) -> dict[str, float | None]:
     for cls in VEHICLE_CLASSES:
         m = by_class.get(cls)
         if m is not None and m.count:
-            out[cls] = _mean_seconds(m.total, m.count)
+            out[cls] = mean_seconds(m.total, m.count)
     return out
 
 
