@@ -12,7 +12,8 @@ CROSSING_MONITOR_FOLD=python chooses the Python fold even when the package is th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from crossing_monitor.core.catalogue import Catalogue
@@ -27,6 +28,10 @@ except ImportError:  # the optional package is not installed: the Python fold is
     _native = None
 
 ENV_VAR = "CROSSING_MONITOR_FOLD"
+
+
+class NativeFault(Exception):
+    """The compiled fold broke an invariant of its own (a Rust panic): a bug, never a verdict on the input."""
 
 
 def available() -> bool:
@@ -57,16 +62,33 @@ class NativeFold:
 
         timezones = [catalogue[s].timezone for s in slugs]
         self._fold = _native.Fold(slugs, timezones, [DayClock(tz).day for tz in timezones], judge)
-        self.feed = self._fold.feed
+
+    def feed(self, chunk: bytes) -> None:
+        """Fold the complete lines of `chunk`; the rest of its last line waits for the next chunk."""
+        with _faults():
+            self._fold.feed(chunk)
 
     def monitor_after(self) -> Monitor:
         """The Monitor of everything fed: PortMetrics rebuilt from the compiled state, rejections counted."""
         fold = self._fold
-        fold.finish()
+        with _faults():
+            fold.finish()
+            states = fold.states()
         self.monitor.rejected["duplicate"] += fold.duplicates
-        for slug, state in fold.states():
+        for slug, state in states:
             self.monitor.ports[slug] = PortMetrics.from_state(_with_sample_means(state), self.catalogue[slug])
         return self.monitor
+
+
+@contextmanager
+def _faults() -> Iterator[None]:
+    """A Rust panic arrives as pyo3's PanicException, a BaseException: turned into a NativeFault."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ == "PanicException":
+            raise NativeFault(str(exc) or "panic") from None
+        raise
 
 
 def _with_sample_means(state: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +103,6 @@ def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue) -> Monitor:
     """A log's bytes, in chunks split anywhere (even inside a line) -> the Monitor `analyze` reports from:
     equal to folding the same lines with `Monitor(catalogue, skip_blank=True)`."""
     fold = NativeFold(catalogue)
-    feed = fold.feed
     for chunk in chunks:
-        feed(chunk)
+        fold.feed(chunk)
     return fold.monitor_after()
