@@ -186,9 +186,14 @@ def test_analyze_reports_the_same_with_and_without_the_compiled_fold(venv, nativ
     )  # fmt: skip
     assert sim.returncode == 0, sim.stderr
     overlay = _site_packages(native_venv)  # the plain venv, with the compiled fold as well
-    where = f"import {NATIVE_MODULE}; print({NATIVE_MODULE}.__file__)"
-    there = _run(venv, "python", "-c", where, cwd=tmp_path, overlay=overlay)
-    assert there.returncode == 0 and Path(there.stdout.strip()).is_relative_to(overlay), there.stdout + there.stderr
+    where = f"import {NATIVE_MODULE}; from crossing_monitor.logs import native; print({NATIVE_MODULE}.__file__)"
+    which = "print('compiled' if native.available() else 'python')"  # the fold analyze chooses
+    there = _run(venv, "python", "-c", f"{where}; {which}", cwd=tmp_path, overlay=overlay)
+    assert there.returncode == 0, there.stderr
+    path, fold = there.stdout.split()
+    assert Path(path).is_relative_to(overlay) and fold == "compiled", there.stdout
+    plain = _run(venv, "python", "-c", f"from crossing_monitor.logs import native; {which}", cwd=tmp_path)
+    assert plain.stdout.split() == ["python"], plain.stdout + plain.stderr
     analyze = ("crossing-monitor", "analyze", str(log), "--format", "json", "--no-progress")
     python = _run(venv, *analyze, cwd=tmp_path)
     native = _run(venv, *analyze, cwd=tmp_path, overlay=overlay)
