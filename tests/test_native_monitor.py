@@ -9,6 +9,7 @@ from messy import messy_log
 
 from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.core.events import Rejection
+from crossing_monitor.core.metrics import PortMetrics
 from crossing_monitor.core.monitor import Monitor
 from crossing_monitor.logs.native import NativeMonitor
 
@@ -25,12 +26,17 @@ def verdict(result) -> tuple | None:
     return tuple(result) if type(result) is Rejection else None
 
 
+def full(native: NativeMonitor, slug: str) -> dict:
+    """The whole compiled state of a port, through the Python core (to_state: one order of the buckets)."""
+    return PortMetrics.from_state(native.port_states()[slug], CATALOGUE[slug]).to_state()
+
+
 def same(native: NativeMonitor, python: Monitor) -> None:
     assert native.rejected == python.rejected
     assert sorted(native.ports) == sorted(python.ports)
     assert native.port_states().keys() == python.port_states().keys()
     for slug, metrics in python.ports.items():
-        assert native.ports[slug].to_state() == metrics.to_state()
+        assert full(native, slug) == metrics.to_state()
         assert native.ports[slug].report() == metrics.report()
 
 
@@ -63,7 +69,17 @@ def test_a_checkpoint_mid_way_restores_a_state_that_goes_on_as_the_uninterrupted
         python.process(raw)
     same(restored, restored_python)
     for slug, metrics in python.ports.items():  # = never interrupted
-        assert restored.ports[slug].to_state() == metrics.to_state()
+        assert full(restored, slug) == metrics.to_state()
+
+
+def test_a_view_holds_only_what_figures_are_read_from(messages):
+    native = NativeMonitor(CATALOGUE)
+    for raw in messages:
+        native.process(raw)
+    for slug in native.ports:
+        view, whole = native.ports[slug], native.port_states()[slug]
+        assert not view.ids and len(view.vehicles) == len(view.waiting) < len(whole["vehicles"])
+        assert view.report() == PortMetrics.from_state(whole, CATALOGUE[slug]).report()
 
 
 def test_a_view_is_rebuilt_only_when_its_port_changed(messages):

@@ -122,8 +122,9 @@ def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue) -> Monitor:
 
 class PortViews(Mapping[str, PortMetrics]):
     """The ports of a NativeMonitor as the Python core's PortMetrics, for reading figures: each one rebuilt
-    from the compiled state when it changed since it was last read (never folded into: the fold is the
-    compiled one's)."""
+    from the compiled state when it changed since it was last read, from only what the figures are read
+    from (no event ids, no vehicle but the queue's: a fraction of the state). Never folded into, nor
+    snapshotted: the fold and the checkpoints are the compiled state's."""
 
     def __init__(self, fold: Any, catalogue: Catalogue) -> None:
         self._fold = fold
@@ -138,7 +139,7 @@ class PortViews(Mapping[str, PortMetrics]):
         if seen is not None and seen[0] == generation:
             return seen[1]
         with _faults():
-            state = self._fold.state(slug)
+            state = self._fold.state(slug, reading=True)  # no event ids, only the queue's vehicles
         if state is None:
             raise KeyError(slug)
         view = PortMetrics.from_state(_with_sample_means(state), self._catalogue[slug])

@@ -217,7 +217,17 @@ fn opt_str(code: Option<u8>, names: &[&'static str]) -> &'static str {
 }
 
 /// `PortMetrics.to_state()` of the folded port; trend samples carry (total µs, count) for their wait.
-fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_names: &[String]) -> PyResult<Bound<'py, PyDict>> {
+/// `reading`: only what the figures are read from (no event ids, no vehicle but those in the queue):
+/// a PortMetrics rebuilt from it reports the same, and is never folded into.
+fn state<'py>(
+    py: Python<'py>,
+    port: &Port,
+    slug: &str,
+    timezone: &str,
+    day_names: &[String],
+    reading: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let no_hours = std::collections::VecDeque::new();
     let s = PyDict::new(py);
     s.set_item("version", 2)?;
     s.set_item("port", slug)?;
@@ -230,9 +240,16 @@ fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_name
     }
     s.set_item("sensors", sensors)?;
     s.set_item("hour", port.hour)?;
-    s.set_item("id_hours", hours(py, &port.id_hours)?)?;
+    s.set_item("id_hours", hours(py, if reading { &no_hours } else { &port.id_hours })?)?;
     let vehicles = PyDict::new(py);
-    for (vid, v) in &port.vehicles {
+    let queued: Vec<(&Name, &fold::Vehicle)>;
+    let listed: Box<dyn Iterator<Item = (&Name, &fold::Vehicle)>> = if reading {
+        queued = port.waiting.iter().filter_map(|vid| port.vehicles.get_key_value(vid)).collect();
+        Box::new(queued.into_iter())
+    } else {
+        Box::new(port.vehicles.iter())
+    };
+    for (vid, v) in listed {
         let row = PyList::empty(py);
         row.append(v.touched_hour)?;
         row.append(v.arrived)?;
@@ -246,8 +263,8 @@ fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_name
         vehicles.set_item(&**vid, row)?;
     }
     s.set_item("vehicles", vehicles)?;
-    s.set_item("vehicle_hours", hours(py, &port.vehicle_hours)?)?;
-    s.set_item("open_vehicle_hours", hours(py, &port.open_vehicle_hours)?)?;
+    s.set_item("vehicle_hours", hours(py, if reading { &no_hours } else { &port.vehicle_hours })?)?;
+    s.set_item("open_vehicle_hours", hours(py, if reading { &no_hours } else { &port.open_vehicle_hours })?)?;
     s.set_item("waiting", PyList::new(py, port.waiting.iter().map(|n| &**n))?)?;
     let by_type = PyDict::new(py);
     for (k, n) in port.events_by_type.iter().enumerate() {
@@ -464,12 +481,14 @@ impl Fold {
         self.ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| self.slug_names[i].clone()).collect()
     }
 
-    /// One port's state in `PortMetrics.to_state()`'s form (samples as `states` gives them), or None.
-    fn state<'py>(&self, py: Python<'py>, slug: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+    /// One port's state in `PortMetrics.to_state()`'s form (samples as `states` gives them), or None;
+    /// `reading`: only what its figures are read from.
+    #[pyo3(signature = (slug, reading = false))]
+    fn state<'py>(&self, py: Python<'py>, slug: &str, reading: bool) -> PyResult<Option<Bound<'py, PyDict>>> {
         let i = self.slug(slug)?;
         match &self.ports[i] {
             None => Ok(None),
-            Some(port) => Ok(Some(state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names)?)),
+            Some(port) => Ok(Some(state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, reading)?)),
         }
     }
 
@@ -496,7 +515,7 @@ impl Fold {
         let out = PyList::empty(py);
         for (i, port) in self.ports.iter().enumerate() {
             if let Some(port) = port {
-                let st = state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names)?;
+                let st = state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, false)?;
                 out.append((self.slug_names[i].as_str(), st))?;
             }
         }
