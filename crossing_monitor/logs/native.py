@@ -197,6 +197,11 @@ class NativeMonitor:
     def process(self, raw: bytes | str) -> Rejection | None:
         return self.process_decoded(raw)
 
+    def process_all(self, messages: Iterable[bytes | str]) -> None:
+        process = self.process_decoded
+        for raw in messages:
+            process(raw)
+
     def report(self) -> dict[str, Any]:
         """`Monitor.report()`: the object of SPEC §3, ports in catalogue order."""
         present = set(self.ports)
