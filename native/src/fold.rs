@@ -32,6 +32,14 @@ const KEEP: i64 = 96;
 
 pub type Name = Rc<str>;
 
+/// A trend sample's wait: the sum this fold took (the Python core rounds its mean), or the mean a
+/// restored snapshot carried.
+#[derive(Clone, Copy)]
+pub enum SampleWait {
+    Sum(i128, i64),
+    Mean(Option<f64>),
+}
+
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mean {
     pub total: i128,
@@ -95,7 +103,7 @@ pub struct OrderedSet {
 }
 
 impl OrderedSet {
-    fn insert(&mut self, key: &Name) {
+    pub fn insert(&mut self, key: &Name) {
         if !self.pos.contains_key(key) {
             self.seq += 1;
             self.pos.insert(key.clone(), self.seq);
@@ -123,10 +131,10 @@ pub struct Port {
     pub second_sensor: Option<Name>,
     pub second_ts: i64,
     pub watermark: Option<i64>,
-    next_hour: i64,
-    cut: i64,
+    pub(crate) next_hour: i64,
+    pub(crate) cut: i64,
     pub hour: Option<i64>,
-    ids: FxHashSet<Name>,
+    pub(crate) ids: FxHashSet<Name>,
     pub id_hours: VecDeque<(i64, Vec<Name>)>,
     pub vehicles: FxHashMap<Name, Vehicle>,
     pub vehicle_hours: VecDeque<(i64, Vec<Name>)>,
@@ -151,12 +159,12 @@ pub struct Port {
     pub recent_clearances: Vec<(i64, Name, u8, u8, i64)>,
     /// forecast buckets in insertion order, and where each key is
     pub buckets: Vec<((i64, u8), Bucket)>,
-    bucket_at: FxHashMap<(i64, u8), usize>,
+    pub(crate) bucket_at: FxHashMap<(i64, u8), usize>,
     pub trend_crossings: FxHashMap<i64, i64>,
-    /// quarter → (queue outbound, queue inbound, last-hour wait total µs, count): Python makes the mean
-    pub trend_samples: FxHashMap<i64, (i64, i64, i128, i64)>,
+    /// quarter → (queue outbound, queue inbound, last-hour wait): Python makes the mean of a sum
+    pub trend_samples: FxHashMap<i64, (i64, i64, SampleWait)>,
     pub trend_quarter: Option<i64>,
-    names: FxHashSet<Name>,
+    pub(crate) names: FxHashSet<Name>,
 }
 
 fn insort<T: Ord>(items: &mut Vec<T>, item: T) {
@@ -221,6 +229,26 @@ impl Port {
             trend_quarter: None,
             names: FxHashSet::default(),
         }
+    }
+
+    /// Derived fields after the others were loaded from a snapshot (`PortMetrics.from_state`'s rules).
+    pub fn finish_load(&mut self) {
+        if self.top_sensor.is_some() {
+            let wm = if self.second_sensor.is_none() { self.top_ts } else { self.second_ts };
+            self.watermark = Some(wm);
+            if self.second_sensor.is_some() {
+                self.cut = wm - LAST_HOUR;
+            }
+        }
+        if let Some(h) = self.hour {
+            self.next_hour = (h + 1) * HOUR;
+        }
+        self.ids = self.id_hours.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
+        self.bucket_at = self.buckets.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+    }
+
+    pub fn shared(&mut self, s: &str) -> Name {
+        self.name(s)
     }
 
     /// One shared copy of a short name (sensor, lane): events repeat a few of them.
@@ -312,13 +340,24 @@ impl Port {
         }
         let id: Name = Rc::from(&*ev.event_id);
         self.ids.insert(id.clone());
-        self.id_hours.back_mut().expect("the first event advanced the hour").1.push(id);
+        self.current(true).push(id);
         self.events_by_type[ev.etype as usize] += 1;
+    }
+
+    /// The current hour's list of event ids (or of vehicles touched). Every fold advances the hour
+    /// first and every snapshot holds it; only a hand-made state lacks it, and then it is begun here.
+    fn current(&mut self, ids: bool) -> &mut Vec<Name> {
+        let hour = self.hour.unwrap_or(0);
+        let hours = if ids { &mut self.id_hours } else { &mut self.vehicle_hours };
+        if hours.is_empty() {
+            hours.push_back((hour, Vec::new()));
+        }
+        &mut hours.back_mut().expect("not empty").1
     }
 
     /// `_vehicle`: the record, created or marked as touched in the current hour.
     fn touch(&mut self, vehicle_id: &str) {
-        let hour = self.hour.expect("an event was accepted");
+        let hour = self.hour.unwrap_or(0); // set by the event's accept
         match self.vehicles.get_mut(vehicle_id) {
             None => {
                 let name: Name = Rc::from(vehicle_id);
@@ -336,13 +375,13 @@ impl Port {
                         progressed: false,
                     },
                 );
-                self.vehicle_hours.back_mut().expect("hour").1.push(name);
+                self.current(false).push(name);
             }
             Some(v) => {
                 if v.touched_hour != hour {
                     v.touched_hour = hour;
                     let name = self.vehicle_name(vehicle_id);
-                    self.vehicle_hours.back_mut().expect("hour").1.push(name);
+                    self.current(false).push(name);
                 }
             }
         }
@@ -678,7 +717,7 @@ impl Port {
             if wq > q {
                 let queue = self.queue();
                 let (total, count) = self.last_hour_wait();
-                self.trend_samples.insert(q, (queue[1], queue[0], total, count));
+                self.trend_samples.insert(q, (queue[1], queue[0], SampleWait::Sum(total, count)));
             }
         }
         if self.trend_quarter != Some(wq) {

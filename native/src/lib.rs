@@ -8,7 +8,8 @@
 mod fold;
 mod wire;
 
-use fold::{Days, Histogram, Mean, Name, Port};
+use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
+mod load;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -65,6 +66,7 @@ struct Fold {
     day_names: Vec<String>,
     day_index: FxHashMap<String, u32>,
     pending: Vec<u8>,
+    generations: Vec<u64>,
     #[pyo3(get)]
     duplicates: u64,
     #[pyo3(get)]
@@ -113,7 +115,7 @@ impl Fold {
         let slugs = &self.slugs;
         if let Some(ev) = wire::fast_event(line, |p| slugs.contains_key(p)) {
             self.fast += 1;
-            return self.event(py, &ev);
+            return self.event(py, &ev).map(|_| ());
         }
         self.judged += 1;
         let verdict = self.judge.bind(py).call1((PyBytes::new(py, line),))?;
@@ -121,18 +123,20 @@ impl Fold {
             return Ok(()); // rejected: the judge counted it
         }
         let ev = event_from_python(&verdict)?;
-        self.event(py, &ev)
+        self.event(py, &ev).map(|_| ())
     }
 
-    fn event(&mut self, py: Python<'_>, ev: &Event) -> PyResult<()> {
+    /// Fold a valid event in; false for a duplicate (counted).
+    fn event(&mut self, py: Python<'_>, ev: &Event) -> PyResult<bool> {
         let Some(&i) = self.slugs.get(&*ev.port) else {
             return Err(PyValueError::new_err(format!("the judge accepted an event of port {:?}", ev.port)));
         };
         let port = self.ports[i].get_or_insert_with(Port::new);
         if port.is_duplicate(&ev.event_id) {
             self.duplicates += 1;
-            return Ok(());
+            return Ok(false);
         }
+        self.generations[i] += 1;
         let mut error = None;
         let clock = self.clocks[i].bind(py);
         let mut days = DayOf {
@@ -145,8 +149,24 @@ impl Fold {
         port.apply(ev, &mut days);
         match error {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(true),
         }
+    }
+
+    fn slug(&self, slug: &str) -> PyResult<usize> {
+        self.slugs.get(slug).copied().ok_or_else(|| PyValueError::new_err(format!("no port {slug:?} in the catalogue")))
+    }
+}
+
+impl load::DayNames for (&mut Vec<String>, &mut FxHashMap<String, u32>) {
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(&d) = self.1.get(name) {
+            return d;
+        }
+        self.0.push(name.to_string());
+        let d = (self.0.len() - 1) as u32;
+        self.1.insert(name.to_string(), d);
+        d
     }
 }
 
@@ -197,7 +217,17 @@ fn opt_str(code: Option<u8>, names: &[&'static str]) -> &'static str {
 }
 
 /// `PortMetrics.to_state()` of the folded port; trend samples carry (total µs, count) for their wait.
-fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_names: &[String]) -> PyResult<Bound<'py, PyDict>> {
+/// `reading`: only what the figures are read from (no event ids, no vehicle but those in the queue):
+/// a PortMetrics rebuilt from it reports the same, and is never folded into.
+fn state<'py>(
+    py: Python<'py>,
+    port: &Port,
+    slug: &str,
+    timezone: &str,
+    day_names: &[String],
+    reading: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let no_hours = std::collections::VecDeque::new();
     let s = PyDict::new(py);
     s.set_item("version", 2)?;
     s.set_item("port", slug)?;
@@ -210,9 +240,16 @@ fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_name
     }
     s.set_item("sensors", sensors)?;
     s.set_item("hour", port.hour)?;
-    s.set_item("id_hours", hours(py, &port.id_hours)?)?;
+    s.set_item("id_hours", hours(py, if reading { &no_hours } else { &port.id_hours })?)?;
     let vehicles = PyDict::new(py);
-    for (vid, v) in &port.vehicles {
+    let queued: Vec<(&Name, &fold::Vehicle)>;
+    let listed: Box<dyn Iterator<Item = (&Name, &fold::Vehicle)>> = if reading {
+        queued = port.waiting.iter().filter_map(|vid| port.vehicles.get_key_value(vid)).collect();
+        Box::new(queued.into_iter())
+    } else {
+        Box::new(port.vehicles.iter())
+    };
+    for (vid, v) in listed {
         let row = PyList::empty(py);
         row.append(v.touched_hour)?;
         row.append(v.arrived)?;
@@ -226,8 +263,8 @@ fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_name
         vehicles.set_item(&**vid, row)?;
     }
     s.set_item("vehicles", vehicles)?;
-    s.set_item("vehicle_hours", hours(py, &port.vehicle_hours)?)?;
-    s.set_item("open_vehicle_hours", hours(py, &port.open_vehicle_hours)?)?;
+    s.set_item("vehicle_hours", hours(py, if reading { &no_hours } else { &port.vehicle_hours })?)?;
+    s.set_item("open_vehicle_hours", hours(py, if reading { &no_hours } else { &port.open_vehicle_hours })?)?;
     s.set_item("waiting", PyList::new(py, port.waiting.iter().map(|n| &**n))?)?;
     let by_type = PyDict::new(py);
     for (k, n) in port.events_by_type.iter().enumerate() {
@@ -323,12 +360,18 @@ fn state<'py>(py: Python<'py>, port: &Port, slug: &str, timezone: &str, day_name
         crossings.append(PyList::new(py, [q, n])?)?;
     }
     let mut rows: Vec<_> = port.trend_samples.iter().map(|(q, r)| (*q, *r)).collect();
-    rows.sort_unstable();
+    rows.sort_unstable_by_key(|r| r.0);
     let samples = PyList::empty(py);
-    for (q, (out, inb, total, count)) in rows {
-        samples.append(PyList::new(py, [q.into_pyobject(py)?.into_any(), out.into_pyobject(py)?.into_any(),
-                                        inb.into_pyobject(py)?.into_any(), total.into_pyobject(py)?.into_any(),
-                                        count.into_pyobject(py)?.into_any()])?)?;
+    for (q, (out, inb, wait)) in rows {
+        let mut row = vec![q.into_pyobject(py)?.into_any(), out.into_pyobject(py)?.into_any(), inb.into_pyobject(py)?.into_any()];
+        match wait {
+            SampleWait::Sum(total, count) => {
+                row.push(total.into_pyobject(py)?.into_any());
+                row.push(count.into_pyobject(py)?.into_any());
+            }
+            SampleWait::Mean(mean) => row.push(mean.into_pyobject(py)?.into_any()),
+        }
+        samples.append(PyList::new(py, row)?)?;
     }
     let trends = PyDict::new(py);
     trends.set_item("crossings", crossings)?;
@@ -359,6 +402,7 @@ impl Fold {
             day_names: Vec::new(),
             day_index: FxHashMap::default(),
             pending: Vec::new(),
+            generations: vec![0; n],
             duplicates: 0,
             fast: 0,
             judged: 0,
@@ -402,12 +446,76 @@ impl Fold {
         Ok(())
     }
 
+    /// One message of the live worker (a blank one is malformed): None when it was folded in, the
+    /// event id (str) of a duplicate, or the judge's Rejection.
+    fn message<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let slugs = &self.slugs;
+        let ev = match wire::fast_event(raw, |p| slugs.contains_key(p)) {
+            Some(ev) => {
+                self.fast += 1;
+                ev
+            }
+            None => {
+                self.judged += 1;
+                let verdict = self.judge.bind(py).call1((PyBytes::new(py, raw),))?;
+                if verdict.len()? != 12 {
+                    return Ok(Some(verdict)); // a Rejection
+                }
+                event_from_python(&verdict)?
+            }
+        };
+        if self.event(py, &ev)? {
+            Ok(None)
+        } else {
+            Ok(Some(ev.event_id.into_pyobject(py)?.into_any()))
+        }
+    }
+
+    /// How many times the port's state changed (an event folded, a snapshot loaded): caches key on it.
+    fn generation(&self, slug: &str) -> PyResult<u64> {
+        Ok(self.generations[self.slug(slug)?])
+    }
+
+    /// The ports that hold state, in catalogue order.
+    fn present(&self) -> Vec<String> {
+        self.ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| self.slug_names[i].clone()).collect()
+    }
+
+    /// One port's state in `PortMetrics.to_state()`'s form (samples as `states` gives them), or None;
+    /// `reading`: only what its figures are read from.
+    #[pyo3(signature = (slug, reading = false))]
+    fn state<'py>(&self, py: Python<'py>, slug: &str, reading: bool) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let i = self.slug(slug)?;
+        match &self.ports[i] {
+            None => Ok(None),
+            Some(port) => Ok(Some(state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, reading)?)),
+        }
+    }
+
+    /// Take a port's state from a snapshot (`PortMetrics.to_state()`'s form); ValueError/KeyError/TypeError
+    /// for one a fold could not have written.
+    fn load(&mut self, slug: &str, snapshot: &Bound<'_, PyDict>) -> PyResult<()> {
+        let i = self.slug(slug)?;
+        let port = load::port(snapshot, &mut (&mut self.day_names, &mut self.day_index))?;
+        self.ports[i] = Some(port);
+        self.generations[i] += 1;
+        Ok(())
+    }
+
+    /// Forget every port's state (the worker's state of a partition starts over).
+    fn clear(&mut self) {
+        for (p, g) in self.ports.iter_mut().zip(self.generations.iter_mut()) {
+            *p = None;
+            *g += 1;
+        }
+    }
+
     /// [(slug, state)] of every port that folded an event, in catalogue order.
     fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for (i, port) in self.ports.iter().enumerate() {
             if let Some(port) = port {
-                let st = state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names)?;
+                let st = state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, false)?;
                 out.append((self.slug_names[i].as_str(), st))?;
             }
         }
