@@ -110,3 +110,14 @@ def test_a_snapshot_it_cannot_have_written_is_refused(messages, breakage):
         state["recent_exits"] = [3, 2, 1]
     with pytest.raises(Exception):  # noqa: B017 - any refusal: the worker then rebuilds from the topic
         NativeMonitor(CATALOGUE).load_port(slug, state)
+
+
+def test_the_compiled_fold_shares_the_python_cores_names_and_bounds():
+    import crossing_monitor_native as compiled
+
+    from crossing_monitor.core import events, metrics
+
+    assert list(compiled.EVENT_TYPES) == list(events.EVENT_TYPES)
+    assert list(compiled.INSPECTION_BUCKETS) == list(metrics.INSPECTION_BUCKETS)
+    assert compiled.TS_RANGE == (events.TS_MIN, events.TS_END)
+    assert compiled.STATE_VERSION == metrics.STATE_VERSION

@@ -526,6 +526,11 @@ impl Fold {
 #[pymodule]
 fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FOLD_VERSION", 1)?;
+    // the names and bounds it shares with the Python core (a test holds them equal)
+    m.add("EVENT_TYPES", EVENT_TYPES.to_vec())?;
+    m.add("INSPECTION_BUCKETS", fold::INSPECTION_BUCKETS.to_vec())?;
+    m.add("TS_RANGE", (wire::TS_MIN, wire::TS_END))?;
+    m.add("STATE_VERSION", 2)?;
     m.add_class::<Fold>()?;
     Ok(())
 }
