@@ -109,13 +109,19 @@ fn event_from_python<'a>(t: &Bound<'_, PyAny>) -> PyResult<Event<'a>> {
 
 impl Fold {
     fn line(&mut self, py: Python<'_>, line: &[u8]) -> PyResult<()> {
-        if is_blank(line) {
-            return Ok(()); // a log's blank line is no message
-        }
         let slugs = &self.slugs;
-        if let Some(ev) = wire::fast_event(line, |p| slugs.contains_key(p)) {
+        let ev = wire::fast_event(line, |p| slugs.contains_key(p));
+        self.parsed_line(py, line, ev)
+    }
+
+    /// `line` once the fast path had its look (`ev`: its event, or None: a blank line or one for Python).
+    fn parsed_line(&mut self, py: Python<'_>, line: &[u8], ev: Option<Event>) -> PyResult<()> {
+        if let Some(ev) = ev {
             self.fast += 1;
             return self.event(py, &ev).map(|_| ());
+        }
+        if is_blank(line) {
+            return Ok(()); // a log's blank line is no message
         }
         self.judged += 1;
         let verdict = self.judge.bind(py).call1((PyBytes::new(py, line),))?;
@@ -155,6 +161,38 @@ impl Fold {
 
     fn slug(&self, slug: &str) -> PyResult<usize> {
         self.slugs.get(slug).copied().ok_or_else(|| PyValueError::new_err(format!("no port {slug:?} in the catalogue")))
+    }
+}
+
+/// Below this many bytes of complete lines a chunk is folded on one thread (a second one would not pay).
+const PIPELINE_BYTES: usize = 1 << 16;
+/// Lines the parsing thread hands over at a time.
+const PARSED_BATCH: usize = 1024;
+
+impl Fold {
+    /// Complete lines folded on two threads: one parses them (the fast path reads only the bytes), the
+    /// calling one, which holds the GIL and owns the state, folds them in their order as they come.
+    fn fold_pipelined(&mut self, py: Python<'_>, body: &[u8]) -> PyResult<()> {
+        let slugs: rustc_hash::FxHashSet<String> = self.slugs.keys().cloned().collect();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(&[u8], Option<Event>)>>(8);
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(PARSED_BATCH);
+                for line in body.split_inclusive(|c| *c == b'\n') {
+                    batch.push((line, wire::fast_event(line, |p| slugs.contains(p))));
+                    if batch.len() == PARSED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
+                        return; // the folding side stopped (an error): nothing more to parse
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+            for batch in rx {
+                for (line, ev) in batch {
+                    self.parsed_line(py, line, ev)?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -426,14 +464,19 @@ impl Fold {
                 }
             }
         }
-        let base = start;
-        for end in memchr::memchr_iter(b'\n', &chunk[base..]) {
-            let stop = base + end + 1;
-            let line = &chunk[start..stop];
-            self.line(py, line)?;
-            start = stop;
+        let end = match memchr::memrchr(b'\n', &chunk[start..]) {
+            Some(i) => start + i + 1,
+            None => start,
+        };
+        let body = &chunk[start..end];
+        if body.len() >= PIPELINE_BYTES {
+            self.fold_pipelined(py, body)?;
+        } else {
+            for line in body.split_inclusive(|c| *c == b'\n') {
+                self.line(py, line)?;
+            }
         }
-        self.pending.extend_from_slice(&chunk[start..]);
+        self.pending.extend_from_slice(&chunk[end..]);
         Ok(())
     }
 
