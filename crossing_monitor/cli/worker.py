@@ -94,5 +94,8 @@ def main(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    # No terminal spinner: at --loglevel warning or above Faust would hang it on the root logger and set
+    # that to DEBUG, so every debug record of aiokafka and Faust (one per Kafka frame) would be built.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
