@@ -8,8 +8,36 @@
 # docker-compose.yml builds it for the whole monitor; deploy/README.md has the rest.
 # The Python minor version is the one the project is developed and tested on.
 ARG PYTHON_VERSION=3.11
+# The official Rust image lends its toolchain to the stage that compiles native/ (nothing else of it).
+ARG RUST_VERSION=1
 
-# ---- build: the project and its dependencies into a virtual environment ----------------------
+FROM rust:${RUST_VERSION}-slim AS rust
+
+# ---- native: the compiled fold (native/, Rust + pyo3) as a wheel for the image's Python --------
+# Built on the image's own Python, so the wheel's tag and pyo3's view of the interpreter are the
+# runtime's; only native/ is copied in, so a change to the Python code does not recompile it.
+FROM python:${PYTHON_VERSION}-slim AS native
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:$PATH
+
+# rustc links with the system C compiler, as in the Rust image itself.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+WORKDIR /src
+COPY native/ native/
+# pip fetches maturin (the crate's build backend) and builds the release wheel into /wheels.
+RUN pip wheel --no-deps --wheel-dir /wheels ./native \
+    && ls /wheels/crossing_monitor_native-*.whl
+
+# ---- build: the project, its dependencies and the compiled fold into a virtual environment ------
 FROM python:${PYTHON_VERSION}-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -18,10 +46,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/crossing-monitor
 WORKDIR /src
-# Only what `pip install .` reads (see .dockerignore): the packages, pyproject.toml, README.md.
+# What `pip install .` reads (see .dockerignore): the packages, pyproject.toml, README.md (and native/).
 COPY . .
+COPY --from=native /wheels /wheels
 RUN /opt/crossing-monitor/bin/pip install . \
-    && /opt/crossing-monitor/bin/crossing-monitor --version
+    && /opt/crossing-monitor/bin/pip install --no-deps /wheels/crossing_monitor_native-*.whl \
+    && /opt/crossing-monitor/bin/crossing-monitor --version \
+    && /opt/crossing-monitor/bin/python -c "import crossing_monitor_native"
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim

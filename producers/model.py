@@ -29,6 +29,7 @@ from math import inf
 
 import orjson
 
+from producers import draws
 from producers.config import HOURLY_PROFILE, PortConfig
 from producers.timefmt import TimestampFormatter
 
@@ -155,6 +156,15 @@ class PortModel:
         self._walk_weights = [walk[c] for c in self._walk_classes]
         self._walk_cum = list(accumulate(self._walk_weights))  # what rng.choices makes of the weights
         self._walk_share = sum(self._walk_weights)
+        random_ = self.rng.random  # the draws below are the stdlib's, inlined (producers/draws.py)
+        self._gamma_service = draws.gamma(random_, GAMMA_SHAPE)
+        self._gamma_cargo = draws.gamma(random_, 2.0)
+        self._expo = draws.expo(random_)
+        self._pick_walk_class = (
+            draws.choice(random_, self._walk_classes, self._walk_cum)
+            if self._walk_classes
+            else lambda: self.rng.choices(self._walk_classes, cum_weights=self._walk_cum)[0]  # raises, as it did
+        )
         # Every event is serialised from pieces made here and once per vehicle (see _emit).
         slug, skew = cfg.slug, cfg.skew_seconds
         self._approach = {d: _Sensor(f"{slug}-{s}-approach-cam", skew) for d, s in _SHORT.items()}
@@ -244,7 +254,7 @@ class PortModel:
     # ---- arrival streams -----------------------------------------------------------------
 
     def _walkups(self) -> Iterator[tuple[float, bool]]:
-        t, end, expo = self.start, self.end, self.rng.expovariate
+        t, end, expo = self.start, self.end, self._expo
         idle = 0
         while t < end:
             day = self._day(t)
@@ -300,11 +310,11 @@ class PortModel:
         _heappush(self._heap, (t, self._seq, _EMIT, (ms, data.encode())))
 
     def _service(self, minutes: float) -> float:
-        return self.rng.gammavariate(GAMMA_SHAPE, minutes * 60 / GAMMA_SHAPE) if minutes > 0 else 0.0
+        return self._gamma_service(minutes * 60 / GAMMA_SHAPE) if minutes > 0 else 0.0
 
     def _arrive(self, t: float, booked: bool) -> None:
         rng = self.rng
-        cls = "truck" if booked else rng.choices(self._walk_classes, cum_weights=self._walk_cum)[0]
+        cls = "truck" if booked else self._pick_walk_class()
         direction = "outbound" if rng.random() < self._out_share else "inbound"
         vid = f"{self._port_json[:-1]}-{rng.getrandbits(64):016x}"  # '"<slug>-<64 random bits>', as JSON
         queue = (self._booked_queue if booked else self._walkup_queue)[direction]
@@ -431,11 +441,11 @@ class PortModel:
         self._exit(done, v)
 
     def _exit(self, t: float, v: _Vehicle) -> None:
-        cfg, rng = self.cfg, self.rng
+        cfg = self.cfg
         when = t + self._service(cfg.exit_minutes)
         extra = ""
         if v.cls in _FREIGHT:
-            extra = ',"cargo_tonnes":' + _json(round(rng.gammavariate(2.0, cfg.cargo_per_truck / 2), 1))
+            extra = ',"cargo_tonnes":' + _json(round(self._gamma_cargo(cfg.cargo_per_truck / 2), 1))
         self.stats[self._crossings_key[v.cls]] += 1
         self._emit(when, v, "gate.exited", v.lane.exit, extra)  # type: ignore[union-attr]
 

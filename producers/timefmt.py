@@ -18,7 +18,8 @@ _SECONDS: list[str] = []  # `SS.mmm` for each millisecond of a minute, made on f
 
 def _seconds() -> list[str]:
     if not _SECONDS:
-        _SECONDS.extend(f"{s:02d}.{ms:03d}" for s in range(60) for ms in range(1000))
+        millis = [f"{ms:03d}" for ms in range(1000)]  # two small tables joined: a tenth of the time of
+        _SECONDS.extend(s + ms for s in [f"{s:02d}." for s in range(60)] for ms in millis)  # 60,000 formats
     return _SECONDS
 
 

@@ -21,8 +21,9 @@ import orjson
 
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import REJECT_REASONS
-from crossing_monitor.core.metrics import STATE_VERSION, PortMetrics
+from crossing_monitor.core.metrics import STATE_VERSION
 from crossing_monitor.core.monitor import Monitor
+from crossing_monitor.logs.native import NativeMonitor, new_monitor
 
 log = logging.getLogger("crossing_monitor.worker")
 
@@ -38,7 +39,7 @@ class PartitionState:
     """A Monitor for the ports of one partition, and where in the partition it stands."""
 
     partition: int
-    monitor: Monitor
+    monitor: Monitor | NativeMonitor  # the compiled fold's when it is installed (crossing_monitor.logs.native)
     restored_offset: int = -1  # events below this offset are already in the restored state
     next_offset: int = 0  # the offset after the last event folded in
     unsaved: int = 0  # events folded in since the last checkpoint
@@ -72,14 +73,14 @@ class PartitionState:
             "version": SNAPSHOT_VERSION,
             "partition": self.partition,
             "offset": self.next_offset,
-            "ports": {slug: m.to_state() for slug, m in self.monitor.ports.items()},
+            "ports": self.monitor.port_states(),
             "rejected": self.monitor.rejected,
         }
         return orjson.dumps(doc)
 
     @classmethod
     def restore(cls, partition: int, catalogue: Catalogue, snapshot: bytes | None) -> PartitionState:
-        monitor = Monitor(catalogue)
+        monitor = new_monitor(catalogue)
         if snapshot is None:
             return cls(partition, monitor)
         try:
@@ -88,13 +89,13 @@ class PartitionState:
             if version != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {version!r}, this worker reads {SNAPSHOT_VERSION}")
             for slug, state in doc["ports"].items():
-                monitor.ports[slug] = PortMetrics.from_state(state, catalogue.get(slug))
+                monitor.load_port(slug, state)
             monitor.rejected = {reason: int(doc["rejected"].get(reason, 0)) for reason in REJECT_REASONS}
             offset = int(doc["offset"])
         except Exception as exc:  # noqa: BLE001 - any unreadable snapshot: rebuild, never crash-loop
             log.warning("partition %d: checkpoint not restored (%s); rebuilding it from the topic", partition, exc)
             # committed_offset -1: the rebuilt state's offset is committed at the next tick
-            return cls(partition, Monitor(catalogue), committed_offset=-1)
+            return cls(partition, new_monitor(catalogue), committed_offset=-1)
         return cls(
             partition,
             monitor,

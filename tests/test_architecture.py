@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("crossing_monitor", "streams", "producers", "dashboards")
-CONTRACTS = 6
+CONTRACTS = 7
 
 
 def _tool(name: str) -> str:
@@ -66,6 +66,8 @@ def test_the_import_contracts_hold():
         ("crossing_monitor/logs/table.py", "import streams", "the library packages do not import"),
         ("streams/processor.py", "from streams.adapters import ConsumerSource", "the worker's processor is plain"),
         ("streams/state.py", "import faust", "the worker's processor is plain"),
+        ("crossing_monitor/logs/table.py", "import crossing_monitor_native", "only crossing_monitor.logs.native"),
+        ("streams/processor.py", "from crossing_monitor_native import FOLD_VERSION", "only crossing_monitor.logs"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tree, module, line, contract):
@@ -80,6 +82,24 @@ def test_a_module_outside_the_folders_breaks_the_layers(tree):
     (tree / "crossing_monitor" / "helpers.py").write_text('"""Somewhere to put things."""\n')
     result = lint_imports(tree)
     assert result.returncode == 1 and "crossing_monitor.helpers" in result.stdout, result.stdout
+
+
+OPTIONAL_NATIVE_IMPORT = """
+try:
+    import crossing_monitor_native
+except ImportError:  # the product without the compiled fold: the pure-Python core
+    crossing_monitor_native = None
+"""
+
+
+def test_the_glue_alone_may_import_the_optional_compiled_fold(tree):
+    """Installed or not, the glue's optional import is neither a broken contract nor an undeclared dependency."""
+    glue = tree / "crossing_monitor" / "logs" / "native.py"
+    glue.write_text((glue.read_text() if glue.exists() else '"""Glue."""\n') + OPTIONAL_NATIVE_IMPORT)
+    linted = lint_imports(tree)
+    assert linted.returncode == 0 and f"Contracts: {CONTRACTS} kept, 0 broken." in linted.stdout, linted.stdout
+    checked = deptry(tree)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_every_dependency_is_declared_where_it_is_used():

@@ -12,7 +12,8 @@ read them, without running them:
   its own argparse parser), and the workers, Prometheus targets, health checks and published
   ports agree on host names and port numbers;
 * Kafka's KRaft listeners are consistent, Prometheus and Grafana get the project's own config;
-* the image runs as a non-root user on the Python the project is tested with.
+* the image runs as a non-root user on the Python the project is tested with, and holds the
+  compiled fold (native/), built into a wheel in a stage with Rust that stays out of the image.
 """
 
 from __future__ import annotations
@@ -727,17 +728,93 @@ def final_stage() -> list[tuple[str, str]]:
     return instructions[last_from:]
 
 
+def dockerfile_args() -> dict[str, str]:
+    return dict(a.split("=", 1) for k, a in dockerfile_instructions() if k == "ARG" and "=" in a)
+
+
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (base image with the ARG defaults filled in, its instructions); the last one is named ''."""
+    args, stages = dockerfile_args(), {}
+    name, base, body = None, "", []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            if name is not None:
+                stages[name] = (base, body)
+            words = rest.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], words[0])
+            name, body = (words[2] if len(words) == 3 and words[1].upper() == "AS" else ""), []
+        elif name is not None:
+            body.append((keyword, rest))
+    assert name == "", "the last stage, the image itself, is not named"
+    stages[name] = (base, body)
+    return stages
+
+
+def copies_from(body: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(stage, [source, ..., destination]) of each `COPY --from=stage`."""
+    found = []
+    for keyword, rest in body:
+        words = rest.split()
+        if keyword == "COPY" and words and words[0].startswith("--from="):
+            found.append((words[0].removeprefix("--from="), words[1:]))
+    return found
+
+
 def test_dockerfile_builds_on_the_projects_python_slim():
     instructions = dockerfile_instructions()
-    args = dict(a.split("=", 1) for k, a in instructions if k == "ARG" and "=" in a)
-    froms = [a for k, a in instructions if k == "FROM"]
-    assert len(froms) >= 2, "multi-stage: the build tools stay out of the image"
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage: the build tools stay out of the image"
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for base in froms:
-        image = base.split()[0].replace("${PYTHON_VERSION}", args["PYTHON_VERSION"])
-        assert image == f"python:{python}-slim", f"{base}: the Python the project is tested with ({python}), slim"
+    rust = {name for name, (base, _) in stages.items() if base.startswith("rust:")}
+    for name, (base, _) in stages.items():
+        if name in rust:  # the official Rust image, slim: only its toolchain is copied out
+            assert re.fullmatch(r"rust:[0-9.]+-slim", base), f"{name}: {base} is the official Rust image, slim"
+        else:
+            assert base == f"python:{python}-slim", f"{name}: the Python the project is tested with ({python}), slim"
+    assert "" not in rust and not {src for src, _ in copies_from(stages[""][1])} & rust, "no Rust in the image"
     runs = " ".join(a for k, a in instructions if k == "RUN")
     assert re.search(r"pip install \.(\s|$)", runs), "installs the project with `pip install .`"
+
+
+def test_dockerfile_builds_the_compiled_fold_and_installs_it_in_the_image():
+    """native/ is compiled to a wheel in a stage with Rust, and the wheel goes into the venv the image runs."""
+    crate = tomllib.loads((REPO / "native" / "pyproject.toml").read_text(encoding="utf-8"))
+    wheel = re.sub(r"[-_.]+", "_", crate["project"]["name"]).lower() + "-*.whl"  # the wheel's file name
+    module = crate["tool"]["maturin"]["module-name"]
+    assert module == "crossing_monitor_native"  # the name crossing_monitor/logs/native.py imports
+    stages = dockerfile_stages()
+    rust = {name for name, (base, _) in stages.items() if base.startswith("rust:")}
+
+    def builds_the_wheel(body: list[tuple[str, str]]) -> str | None:
+        for keyword, rest in body:
+            found = re.search(r"pip wheel .*--wheel-dir[ =](\S+) .*\./native(\s|$)", rest)
+            if keyword == "RUN" and found:
+                return found.group(1)
+        return None
+
+    (native,) = [name for name, (_, body) in stages.items() if builds_the_wheel(body)]
+    base, body = stages[native]
+    wheels = builds_the_wheel(body)
+    has_rust = native in rust or {
+        "/usr/local/cargo",
+        "/usr/local/rustup",
+    } <= {paths[0] for src, paths in copies_from(body) if src in rust}
+    assert has_rust, f"stage {native} has the Rust toolchain (FROM a rust image or its /usr/local/cargo and rustup)"
+    env = " ".join(rest for keyword, rest in body if keyword == "ENV")
+    assert native in rust or ("CARGO_HOME=/usr/local/cargo" in env and "RUSTUP_HOME=/usr/local/rustup" in env)
+    assert native in rust or "PATH=/usr/local/cargo/bin:" in env, "cargo on the PATH maturin searches"
+    assert ("COPY", "native/ native/") in body, "the crate's sources, and nothing else of the project"
+
+    (venv,) = [paths[-1] for src, paths in copies_from(stages[""][1])]
+    (build,) = [src for src, _ in copies_from(stages[""][1])]
+    assert venv == "/opt/crossing-monitor" and build != native
+    build_body = stages[build][1]
+    assert (native, [wheels, wheels]) in copies_from(build_body), f"{build} takes the wheel from {native}"
+    runs = " && ".join(rest for keyword, rest in build_body if keyword == "RUN")
+    assert f"{venv}/bin/pip install --no-deps {wheels}/{wheel}" in runs, "the wheel goes into the image's venv"
+    assert f'{venv}/bin/python -c "import {module}"' in runs, "and imports there"
+    # The wheel is built for the image's Python: both stages stand on the same base.
+    assert base == stages[build][0] == stages[""][0]
 
 
 def test_dockerfile_runs_crossing_monitor_as_a_non_root_user():
@@ -774,3 +851,10 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
     needed = ["pyproject.toml", "README.md", *{p.split(".")[0] for p in _project_packages()}]
     for path in needed:
         assert not ignored(path), f".dockerignore excludes {path}, which `pip install .` needs"
+    crate = REPO / "native"
+    files = [f for f in crate.rglob("*") if f.is_file() and f.relative_to(crate).parts[0] != "target"]
+    sources = sorted(f.relative_to(REPO).as_posix() for f in files)
+    assert "native/Cargo.toml" in sources and "native/src/lib.rs" in sources, sources
+    for path in ["native", *sources]:
+        assert not ignored(path), f".dockerignore excludes {path}, which the compiled fold's build needs"
+    assert ignored("native/target"), "cargo's build directory (100 MB and more) stays out of the context"

@@ -382,3 +382,21 @@ def test_the_worker_checkpoint_is_versioned_and_an_unreadable_one_is_rebuilt():
     # not restored and no crash loop: an empty state at offset 0, rebuilt from the topic
     rebuilt = PartitionState.restore(3, CATALOGUE, zlib.compress(orjson.dumps(doc)))
     assert (rebuilt.next_offset, rebuilt.monitor.ports) == (0, {})
+
+
+def test_a_vehicle_forgotten_by_its_own_events_watermark_step_starts_afresh():
+    """An event whose own sensor moves the watermark far enough forgets the record of its vehicle (left
+    72 h before): the event then starts a new record. It must not update the forgotten one, which a
+    snapshot no longer holds (a restored worker would disagree with analyze)."""
+    later = "2023-10-02"  # 5 days on
+    events = (
+        [event(t, at("08:00"), "old", sensor_id=s) for t, s in
+         (("vehicle.arrived", "a"), ("gate.entered", "b"), ("gate.exited", "b"))]
+        + [event("scan.started", at("08:00", later), "other", sensor_id="a")]  # a leads; b holds the watermark
+        + [event("vehicle.arrived", at("08:00", later), "old", sensor_id="b")]  # moves it: "old" is forgotten
+    )
+    monitor = fold(events)
+    port = monitor.ports["khorgos"]
+    assert port.report()["queue"] == {"outbound": 1, "inbound": 0}  # the new arrival waits
+    restored = PortMetrics.from_state(orjson.loads(orjson.dumps(port.to_state())), CATALOGUE["khorgos"])
+    assert restored.report() == port.report()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import random
 from collections import Counter, defaultdict
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from simhelpers import Journeys, objects, queue_over_time, run_cli
 from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.core.events import EVENT_TYPES, Event, parse
 from crossing_monitor.logs.analyze import analyze_log
+from producers import draws
 from producers.config import ConfigError
 from producers.faults import Faults, parse_faults
 from producers.logs import write_log
@@ -306,6 +308,26 @@ GOLDEN = [
 def test_a_seed_gives_the_events_it_always_gave(make, count, digest):
     lines = list(make().lines())
     assert (len(lines), hashlib.sha256(b"\n".join(lines)).hexdigest()) == (count, digest)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 99])
+def test_the_inlined_draws_are_the_stdlibs_draw_for_draw(seed):
+    """producers.draws replaces random.Random's gammavariate, choices and expovariate in the model: each
+    draw must be the same float (or element) from the same state, and leave the generator in the same state."""
+    ours, theirs = random.Random(seed), random.Random(seed)
+    gamma4, gamma2 = draws.gamma(ours.random, 4.0), draws.gamma(ours.random, 2.0)
+    expo = draws.expo(ours.random)
+    classes, cum = ["truck", "bus", "car", "other"], [0.1, 0.15, 0.85, 0.9]
+    pick = draws.choice(ours.random, classes, cum)
+    for i in range(20_000):
+        beta = 0.5 + (i % 97) * 3.7
+        assert gamma4(beta) == theirs.gammavariate(4.0, beta)
+        assert gamma2(beta) == theirs.gammavariate(2.0, beta)
+        assert expo(1 / beta) == theirs.expovariate(1 / beta)
+        assert pick() == theirs.choices(classes, cum_weights=cum)[0]
+    assert ours.getstate() == theirs.getstate()
+    with pytest.raises(ValueError):
+        draws.gamma(ours.random, 1.0)  # (the stdlib takes another branch for alpha <= 1)
 
 
 def _by_port(run: Run, items) -> dict[str, list[bytes]]:

@@ -98,7 +98,7 @@ class SnapshotVersionError(ValueError):
     """A snapshot written in a format this version cannot read (older or newer)."""
 
 
-def _mean_seconds(total_us: int, count: int) -> float | None:
+def mean_seconds(total_us: int, count: int) -> float | None:
     return None if count == 0 else round(total_us / count / SECOND, 3)
 
 
@@ -108,7 +108,7 @@ def _mean_of(means: Iterable[Mean]) -> float | None:
     for m in means:
         total += m.total
         count += m.count
-    return _mean_seconds(total, count)
+    return mean_seconds(total, count)
 
 
 def _averages(by_class: dict[str, Mean]) -> dict[str, float | None]:
@@ -117,7 +117,7 @@ def _averages(by_class: dict[str, Mean]) -> dict[str, float | None]:
     for cls in VEHICLE_CLASSES:
         m = by_class.get(cls)
         if m is not None and m.count:
-            out[cls] = _mean_seconds(m.total, m.count)
+            out[cls] = mean_seconds(m.total, m.count)
     return out
 
 
@@ -289,6 +289,8 @@ class PortMetrics:
             new_c = self._clearance_of(v.arrived, ts, direction, cls, day)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v = None  # forgotten by this very event's watermark step: for this event the vehicle is new
         d = self.days.get(day) or self._day(day)
         d.crossings += 1
         d.cargo_g += grams
@@ -333,6 +335,8 @@ class PortMetrics:
             new_w = self._wait_of(v.arrived, ts, v.arrived_direction, v.booked, day)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v = None  # forgotten by this very event's watermark step: for this event the vehicle is new
         self.forecaster.entered(ts, ev.direction, ev.lane)
         if ts > self._cut:
             insort(self.recent_entries, (ts, ev.direction, ev.lane))
@@ -368,6 +372,8 @@ class PortMetrics:
             new_c = self._clearance_of(ts, v.exited, v.exit_direction, v.exit_class)
         # ---- nothing below can fail
         self._accept(ev)
+        if v is not None and self.vehicles.get(vehicle_id) is not v:
+            v, changed = None, True  # forgotten by this very event's watermark step: the vehicle is new
         self.forecaster.arrived(ts, direction, booked)
         if v is None:
             v = self._vehicle(vehicle_id)

@@ -103,6 +103,14 @@ class Monitor:
         for raw in messages:
             process(raw)
 
+    def port_states(self) -> dict[str, dict[str, Any]]:
+        """Every port's state (`PortMetrics.to_state()`), for a checkpoint of the live worker."""
+        return {slug: m.to_state() for slug, m in self.ports.items()}
+
+    def load_port(self, slug: str, state: dict[str, Any]) -> None:
+        """Take a port's state from a checkpoint (`PortMetrics.from_state`: an exception for one it cannot read)."""
+        self.ports[slug] = PortMetrics.from_state(state, self.catalogue.get(slug))
+
     def report(self) -> dict[str, Any]:
         """The object `analyze --format json` prints (SPEC §3): ports in catalogue order."""
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from itertools import islice
 from typing import Any, BinaryIO
@@ -11,7 +12,10 @@ import orjson
 from crossing_monitor.core.catalogue import Catalogue
 from crossing_monitor.core.events import Event
 from crossing_monitor.core.monitor import Monitor
-from crossing_monitor.logs.files import open_log, read_lines
+from crossing_monitor.logs import native
+from crossing_monitor.logs.files import LogError, open_log, read_chunks, read_lines
+
+log = logging.getLogger("crossing_monitor.analyze")
 
 BATCH_LINES = 1 << 16  # progress is updated once per batch, never per line
 
@@ -31,7 +35,17 @@ def analyze_log(
     predictions: BinaryIO | None = None,
 ) -> dict[str, Any]:
     """Fold the log at `path` into a Monitor and return its report (the JSON of SPEC §3); with `predictions`,
-    write there one line per accepted arrival with the forecast the state showed just before it."""
+    write there one line per accepted arrival with the forecast the state showed just before it.
+
+    Folded by the compiled fold when it is installed (`crossing_monitor.logs.native`), except with
+    `predictions`: those read the forecast before every arrival, which only the Python fold can."""
+    if predictions is None and native.available():
+        try:
+            return _analyze_natively(path, catalogue, on_progress)
+        except native.NativeFault as exc:
+            if path == "-":
+                raise LogError(f"the compiled fold failed ({exc}); run again with {native.ENV_VAR}=python") from None
+            log.warning("the compiled fold failed (%s); folding %s again in Python", exc, path)
     monitor = Monitor(catalogue, skip_blank=True)
     if predictions is not None:
         write = predictions.write
@@ -45,3 +59,13 @@ def analyze_log(
             if on_progress is not None:
                 on_progress(raw.tell())
     return monitor.report()
+
+
+def _analyze_natively(path: str, catalogue: Catalogue, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
+    fold = native.NativeFold(catalogue)
+    with open_log(path) as (lines, raw, _size):
+        for chunk in read_chunks(lines, path):
+            fold.feed(chunk)
+            if on_progress is not None:
+                on_progress(raw.tell())
+    return fold.monitor_after().report()

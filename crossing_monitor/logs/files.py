@@ -71,6 +71,15 @@ def read_lines(lines: BinaryIO, path: str) -> Iterator[bytes]:
         raise LogError(f"{path}: unreadable: {exc}") from None
 
 
+def read_chunks(lines: BinaryIO, path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of an open log in chunks of up to `size` (lines split anywhere), as `read_lines` fails."""
+    try:
+        while chunk := lines.read(size):
+            yield chunk
+    except (EOFError, gzip.BadGzipFile, OSError) as exc:
+        raise LogError(f"{path}: unreadable: {exc}") from None
+
+
 class _Rejoined(io.RawIOBase):
     """A stream whose first bytes were read to look at them: those bytes, then the rest of it."""
 

@@ -1,8 +1,536 @@
-//! crossing_monitor_native: the compiled fold of crossing-monitor's metric core.
+//! crossing_monitor_native: the compiled fold of crossing-monitor's metric core (`analyze`'s fast path).
+//!
+//! `Fold` reads a log's bytes, decides each line that is certainly a valid event itself (`wire`), asks
+//! the Python core (`judge`) about every other line, and folds the events into per-port state (`fold`)
+//! exactly as `PortMetrics.apply` does. `states()` gives that state back in `PortMetrics.to_state()`'s
+//! form; the Python core rebuilds its PortMetrics from it and computes every figure itself.
+
+mod fold;
+mod wire;
+
+use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
+mod load;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+use wire::{Event, BOOKING_NAMES, CLASS_NAMES, DIRECTION_NAMES, EVENT_TYPES};
+
+/// Names the calendar day of an instant with the port's Python DayClock (one call per quarter hour).
+struct DayOf<'a, 'py> {
+    clock: &'a Bound<'py, PyAny>,
+    cache: &'a mut FxHashMap<i64, u32>,
+    names: &'a mut Vec<String>,
+    index: &'a mut FxHashMap<String, u32>,
+    error: &'a mut Option<PyErr>,
+}
+
+impl Days for DayOf<'_, '_> {
+    fn day(&mut self, ts: i64) -> u32 {
+        let quarter = ts.div_euclid(fold::QUARTER);
+        if let Some(&d) = self.cache.get(&quarter) {
+            return d;
+        }
+        let name: String = match self.clock.call1((ts,)).and_then(|v| v.extract()) {
+            Ok(name) => name,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                return 0;
+            }
+        };
+        let d = match self.index.get(&name) {
+            Some(&d) => d,
+            None => {
+                self.names.push(name.clone());
+                let d = (self.names.len() - 1) as u32;
+                self.index.insert(name, d);
+                d
+            }
+        };
+        self.cache.insert(quarter, d);
+        d
+    }
+}
+
+/// A whole log folded: feed it chunks (split anywhere), then `finish`, then read `states`.
+#[pyclass(unsendable)]
+struct Fold {
+    slugs: FxHashMap<String, usize>,
+    slug_names: Vec<String>,
+    timezones: Vec<String>,
+    clocks: Vec<Py<PyAny>>,
+    judge: Py<PyAny>,
+    ports: Vec<Option<Port>>,
+    day_cache: Vec<FxHashMap<i64, u32>>,
+    day_names: Vec<String>,
+    day_index: FxHashMap<String, u32>,
+    pending: Vec<u8>,
+    generations: Vec<u64>,
+    #[pyo3(get)]
+    duplicates: u64,
+    #[pyo3(get)]
+    fast: u64,
+    #[pyo3(get)]
+    judged: u64,
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
+/// An Event tuple of the Python core (crossing_monitor.core.events.Event) as the fold's Event.
+fn event_from_python<'a>(t: &Bound<'_, PyAny>) -> PyResult<Event<'a>> {
+    let s = |i: usize| -> PyResult<Cow<'a, str>> { Ok(Cow::Owned(t.get_item(i)?.extract::<String>()?)) };
+    let code = |name: Cow<'_, str>, found: Option<u8>| -> PyResult<u8> {
+        found.ok_or_else(|| PyValueError::new_err(format!("not a valid event field: {name}")))
+    };
+    let etype = s(1)?;
+    let direction = s(5)?;
+    let class = s(7)?;
+    let booked: Option<bool> = t.get_item(9)?.extract()?;
+    let result: Option<String> = t.get_item(10)?.extract()?;
+    let cargo: Option<f64> = t.get_item(11)?.extract()?;
+    Ok(Event {
+        event_id: s(0)?,
+        etype: code(etype.clone(), wire::event_type(&etype))?,
+        ts: t.get_item(2)?.extract()?,
+        port: s(3)?,
+        lane: s(4)?,
+        direction: code(direction.clone(), wire::direction(&direction))?,
+        vehicle_id: s(6)?,
+        vehicle_class: code(class.clone(), wire::vehicle_class(&class))?,
+        sensor_id: s(8)?,
+        booked: booked == Some(true),
+        flagged: result.as_deref() == Some("flagged"),
+        cargo_grams: wire::cargo_grams(cargo),
+    })
+}
+
+impl Fold {
+    fn line(&mut self, py: Python<'_>, line: &[u8]) -> PyResult<()> {
+        if is_blank(line) {
+            return Ok(()); // a log's blank line is no message
+        }
+        let slugs = &self.slugs;
+        if let Some(ev) = wire::fast_event(line, |p| slugs.contains_key(p)) {
+            self.fast += 1;
+            return self.event(py, &ev).map(|_| ());
+        }
+        self.judged += 1;
+        let verdict = self.judge.bind(py).call1((PyBytes::new(py, line),))?;
+        if verdict.is_none() {
+            return Ok(()); // rejected: the judge counted it
+        }
+        let ev = event_from_python(&verdict)?;
+        self.event(py, &ev).map(|_| ())
+    }
+
+    /// Fold a valid event in; false for a duplicate (counted).
+    fn event(&mut self, py: Python<'_>, ev: &Event) -> PyResult<bool> {
+        let Some(&i) = self.slugs.get(&*ev.port) else {
+            return Err(PyValueError::new_err(format!("the judge accepted an event of port {:?}", ev.port)));
+        };
+        let port = self.ports[i].get_or_insert_with(Port::new);
+        if port.is_duplicate(&ev.event_id) {
+            self.duplicates += 1;
+            return Ok(false);
+        }
+        self.generations[i] += 1;
+        let mut error = None;
+        let clock = self.clocks[i].bind(py);
+        let mut days = DayOf {
+            clock,
+            cache: &mut self.day_cache[i],
+            names: &mut self.day_names,
+            index: &mut self.day_index,
+            error: &mut error,
+        };
+        port.apply(ev, &mut days);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
+    fn slug(&self, slug: &str) -> PyResult<usize> {
+        self.slugs.get(slug).copied().ok_or_else(|| PyValueError::new_err(format!("no port {slug:?} in the catalogue")))
+    }
+}
+
+impl load::DayNames for (&mut Vec<String>, &mut FxHashMap<String, u32>) {
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(&d) = self.1.get(name) {
+            return d;
+        }
+        self.0.push(name.to_string());
+        let d = (self.0.len() - 1) as u32;
+        self.1.insert(name.to_string(), d);
+        d
+    }
+}
+
+fn mean<'py>(py: Python<'py>, m: &Mean) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, [m.total.into_pyobject(py)?.into_any(), m.count.into_pyobject(py)?.into_any()])
+}
+
+fn means_by_class<'py>(py: Python<'py>, means: &[Option<Mean>; 4]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, m) in means.iter().enumerate() {
+        if let Some(m) = m {
+            d.set_item(CLASS_NAMES[k], mean(py, m)?)?;
+        }
+    }
+    Ok(d)
+}
+
+fn clearance<'py>(py: Python<'py>, by: &[[Option<Mean>; 4]; 2]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, means) in by.iter().enumerate() {
+        d.set_item(DIRECTION_NAMES[k], means_by_class(py, means)?)?;
+    }
+    Ok(d)
+}
+
+fn histograms<'py>(py: Python<'py>, hs: &[Option<Histogram>; 4]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, h) in hs.iter().enumerate() {
+        if let Some(h) = h {
+            let counts = PyList::new(py, h.counts)?;
+            d.set_item(CLASS_NAMES[k], PyList::new(py, [counts.into_any(), h.total.into_pyobject(py)?.into_any()])?)?;
+        }
+    }
+    Ok(d)
+}
+
+fn hours<'py>(py: Python<'py>, hs: &std::collections::VecDeque<(i64, Vec<Name>)>) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for (h, names) in hs {
+        let names = PyList::new(py, names.iter().map(|n| &**n))?;
+        out.append(PyList::new(py, [h.into_pyobject(py)?.into_any(), names.into_any()])?)?;
+    }
+    Ok(out)
+}
+
+fn opt_str(code: Option<u8>, names: &[&'static str]) -> &'static str {
+    code.map_or("", |c| names[c as usize])
+}
+
+/// `PortMetrics.to_state()` of the folded port; trend samples carry (total µs, count) for their wait.
+/// `reading`: only what the figures are read from (no event ids, no vehicle but those in the queue):
+/// a PortMetrics rebuilt from it reports the same, and is never folded into.
+fn state<'py>(
+    py: Python<'py>,
+    port: &Port,
+    slug: &str,
+    timezone: &str,
+    day_names: &[String],
+    reading: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let no_hours = std::collections::VecDeque::new();
+    let s = PyDict::new(py);
+    s.set_item("version", 2)?;
+    s.set_item("port", slug)?;
+    s.set_item("timezone", timezone)?;
+    let sensors = PyList::empty(py);
+    for (sensor, ts) in [(&port.top_sensor, port.top_ts), (&port.second_sensor, port.second_ts)] {
+        if let Some(sensor) = sensor {
+            sensors.append(PyList::new(py, [(**sensor).into_pyobject(py)?.into_any(), ts.into_pyobject(py)?.into_any()])?)?;
+        }
+    }
+    s.set_item("sensors", sensors)?;
+    s.set_item("hour", port.hour)?;
+    s.set_item("id_hours", hours(py, if reading { &no_hours } else { &port.id_hours })?)?;
+    let vehicles = PyDict::new(py);
+    let queued: Vec<(&Name, &fold::Vehicle)>;
+    let listed: Box<dyn Iterator<Item = (&Name, &fold::Vehicle)>> = if reading {
+        queued = port.waiting.iter().filter_map(|vid| port.vehicles.get_key_value(vid)).collect();
+        Box::new(queued.into_iter())
+    } else {
+        Box::new(port.vehicles.iter())
+    };
+    for (vid, v) in listed {
+        let row = PyList::empty(py);
+        row.append(v.touched_hour)?;
+        row.append(v.arrived)?;
+        row.append(opt_str(v.arrived_direction, &DIRECTION_NAMES))?;
+        row.append(v.booked)?;
+        row.append(v.entered)?;
+        row.append(v.exited)?;
+        row.append(opt_str(v.exit_class, &CLASS_NAMES))?;
+        row.append(opt_str(v.exit_direction, &DIRECTION_NAMES))?;
+        row.append(v.progressed)?;
+        vehicles.set_item(&**vid, row)?;
+    }
+    s.set_item("vehicles", vehicles)?;
+    s.set_item("vehicle_hours", hours(py, if reading { &no_hours } else { &port.vehicle_hours })?)?;
+    s.set_item("open_vehicle_hours", hours(py, if reading { &no_hours } else { &port.open_vehicle_hours })?)?;
+    s.set_item("waiting", PyList::new(py, port.waiting.iter().map(|n| &**n))?)?;
+    let by_type = PyDict::new(py);
+    for (k, n) in port.events_by_type.iter().enumerate() {
+        by_type.set_item(EVENT_TYPES[k], n)?;
+    }
+    s.set_item("events_by_type", by_type)?;
+    s.set_item("crossings", port.crossings)?;
+    s.set_item("cargo_g", port.cargo_g)?;
+    let crossings_by = PyDict::new(py);
+    for dk in [1usize, 0] {
+        let by = PyDict::new(py);
+        for ck in [3usize, 0, 1, 2] {
+            by.set_item(CLASS_NAMES[ck], port.crossings_by[dk][ck])?;
+        }
+        crossings_by.set_item(DIRECTION_NAMES[dk], by)?;
+    }
+    s.set_item("crossings_by", crossings_by)?;
+    s.set_item("scans", port.scans)?;
+    s.set_item("flagged", port.flagged)?;
+    let days = PyDict::new(py);
+    for (d, day) in &port.days {
+        let o = PyDict::new(py);
+        o.set_item("crossings", day.crossings)?;
+        o.set_item("cargo_g", day.cargo_g)?;
+        o.set_item("inspection", means_by_class(py, &day.inspection)?)?;
+        let wait = PyDict::new(py);
+        for (k, m) in day.wait.iter().enumerate() {
+            wait.set_item(BOOKING_NAMES[k], mean(py, m)?)?;
+        }
+        o.set_item("wait", wait)?;
+        o.set_item("clearance", clearance(py, &day.clearance)?)?;
+        o.set_item("scans", day.scans)?;
+        o.set_item("flagged", day.flagged)?;
+        days.set_item(&day_names[*d as usize], o)?;
+    }
+    s.set_item("days", days)?;
+    s.set_item("inspection", means_by_class(py, &port.inspection)?)?;
+    s.set_item("inspection_observed", histograms(py, &port.inspection_observed)?)?;
+    s.set_item("inspection_retracted", histograms(py, &port.inspection_retracted)?)?;
+    let wait = PyDict::new(py);
+    for (dk, by) in port.wait.iter().enumerate() {
+        let b = PyDict::new(py);
+        for (k, m) in by.iter().enumerate() {
+            b.set_item(BOOKING_NAMES[k], mean(py, m)?)?;
+        }
+        wait.set_item(DIRECTION_NAMES[dk], b)?;
+    }
+    s.set_item("wait", wait)?;
+    s.set_item("clearance", clearance(py, &port.clearance)?)?;
+    s.set_item("recent_exits", PyList::new(py, &port.recent_exits)?)?;
+    let t = |py: Python<'py>, items: Vec<Bound<'py, PyAny>>| PyTuple::new(py, items);
+    let entries = PyList::empty(py);
+    for (ts, d, lane) in &port.recent_entries {
+        entries.append(t(py, vec![ts.into_pyobject(py)?.into_any(), DIRECTION_NAMES[*d as usize].into_pyobject(py)?.into_any(),
+                                 (**lane).into_pyobject(py)?.into_any()])?)?;
+    }
+    s.set_item("recent_entries", entries)?;
+    let inspections = PyList::empty(py);
+    for (ts, vid, c, dur) in &port.recent_inspections {
+        inspections.append(t(py, vec![ts.into_pyobject(py)?.into_any(), (**vid).into_pyobject(py)?.into_any(),
+                                      CLASS_NAMES[*c as usize].into_pyobject(py)?.into_any(), dur.into_pyobject(py)?.into_any()])?)?;
+    }
+    s.set_item("recent_inspections", inspections)?;
+    let waits = PyList::empty(py);
+    for (ts, vid, d, b, dur) in &port.recent_waits {
+        waits.append(t(py, vec![ts.into_pyobject(py)?.into_any(), (**vid).into_pyobject(py)?.into_any(),
+                                DIRECTION_NAMES[*d as usize].into_pyobject(py)?.into_any(),
+                                BOOKING_NAMES[*b as usize].into_pyobject(py)?.into_any(), dur.into_pyobject(py)?.into_any()])?)?;
+    }
+    s.set_item("recent_waits", waits)?;
+    let clearances = PyList::empty(py);
+    for (ts, vid, d, c, dur) in &port.recent_clearances {
+        clearances.append(t(py, vec![ts.into_pyobject(py)?.into_any(), (**vid).into_pyobject(py)?.into_any(),
+                                     DIRECTION_NAMES[*d as usize].into_pyobject(py)?.into_any(),
+                                     CLASS_NAMES[*c as usize].into_pyobject(py)?.into_any(), dur.into_pyobject(py)?.into_any()])?)?;
+    }
+    s.set_item("recent_clearances", clearances)?;
+    let buckets = PyList::empty(py);
+    for ((h, d), b) in &port.buckets {
+        let lanes = PyList::new(py, b.lanes.iter().map(|n| &**n))?;
+        buckets.append(PyList::new(py, [h.into_pyobject(py)?.into_any(), DIRECTION_NAMES[*d as usize].into_pyobject(py)?.into_any(),
+                                        b.entries.into_pyobject(py)?.into_any(), lanes.into_any(), b.long.into_pyobject(py)?.into_any(),
+                                        b.booked.into_pyobject(py)?.into_any(), b.arrivals.into_pyobject(py)?.into_any()])?)?;
+    }
+    let forecast = PyDict::new(py);
+    forecast.set_item("version", 1)?;
+    forecast.set_item("buckets", buckets)?;
+    s.set_item("forecast", forecast)?;
+    let mut quarters: Vec<_> = port.trend_crossings.iter().map(|(q, n)| (*q, *n)).collect();
+    quarters.sort_unstable();
+    let crossings = PyList::empty(py);
+    for (q, n) in quarters {
+        crossings.append(PyList::new(py, [q, n])?)?;
+    }
+    let mut rows: Vec<_> = port.trend_samples.iter().map(|(q, r)| (*q, *r)).collect();
+    rows.sort_unstable_by_key(|r| r.0);
+    let samples = PyList::empty(py);
+    for (q, (out, inb, wait)) in rows {
+        let mut row = vec![q.into_pyobject(py)?.into_any(), out.into_pyobject(py)?.into_any(), inb.into_pyobject(py)?.into_any()];
+        match wait {
+            SampleWait::Sum(total, count) => {
+                row.push(total.into_pyobject(py)?.into_any());
+                row.push(count.into_pyobject(py)?.into_any());
+            }
+            SampleWait::Mean(mean) => row.push(mean.into_pyobject(py)?.into_any()),
+        }
+        samples.append(PyList::new(py, row)?)?;
+    }
+    let trends = PyDict::new(py);
+    trends.set_item("crossings", crossings)?;
+    trends.set_item("samples", samples)?;
+    trends.set_item("quarter", port.trend_quarter)?;
+    s.set_item("trends", trends)?;
+    Ok(s)
+}
+
+#[pymethods]
+impl Fold {
+    /// slugs: the catalogue's ports; timezones and clocks (`DayClock.day`) in the same order;
+    /// judge(line: bytes) -> Event | None: the Python core's verdict on a line the fast path left to it.
+    #[new]
+    fn new(slugs: Vec<String>, timezones: Vec<String>, clocks: Vec<Py<PyAny>>, judge: Py<PyAny>) -> PyResult<Self> {
+        if slugs.len() != clocks.len() || slugs.len() != timezones.len() {
+            return Err(PyValueError::new_err("one time zone and one clock per port"));
+        }
+        let n = slugs.len();
+        Ok(Fold {
+            slugs: slugs.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect(),
+            slug_names: slugs,
+            timezones,
+            clocks,
+            judge,
+            ports: (0..n).map(|_| None).collect(),
+            day_cache: (0..n).map(|_| FxHashMap::default()).collect(),
+            day_names: Vec::new(),
+            day_index: FxHashMap::default(),
+            pending: Vec::new(),
+            generations: vec![0; n],
+            duplicates: 0,
+            fast: 0,
+            judged: 0,
+        })
+    }
+
+    /// Fold the complete lines of `chunk` (the part after its last newline waits for the next chunk).
+    fn feed(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
+        let mut start = 0;
+        if !self.pending.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                None => {
+                    self.pending.extend_from_slice(chunk);
+                    return Ok(());
+                }
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.extend_from_slice(&chunk[..=i]);
+                    self.line(py, &line)?;
+                    start = i + 1;
+                }
+            }
+        }
+        let base = start;
+        for end in memchr::memchr_iter(b'\n', &chunk[base..]) {
+            let stop = base + end + 1;
+            let line = &chunk[start..stop];
+            self.line(py, line)?;
+            start = stop;
+        }
+        self.pending.extend_from_slice(&chunk[start..]);
+        Ok(())
+    }
+
+    /// The last line, when the log does not end with a newline.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.line(py, &line)?;
+        }
+        Ok(())
+    }
+
+    /// One message of the live worker (a blank one is malformed): None when it was folded in, the
+    /// event id (str) of a duplicate, or the judge's Rejection.
+    fn message<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let slugs = &self.slugs;
+        let ev = match wire::fast_event(raw, |p| slugs.contains_key(p)) {
+            Some(ev) => {
+                self.fast += 1;
+                ev
+            }
+            None => {
+                self.judged += 1;
+                let verdict = self.judge.bind(py).call1((PyBytes::new(py, raw),))?;
+                if verdict.len()? != 12 {
+                    return Ok(Some(verdict)); // a Rejection
+                }
+                event_from_python(&verdict)?
+            }
+        };
+        if self.event(py, &ev)? {
+            Ok(None)
+        } else {
+            Ok(Some(ev.event_id.into_pyobject(py)?.into_any()))
+        }
+    }
+
+    /// How many times the port's state changed (an event folded, a snapshot loaded): caches key on it.
+    fn generation(&self, slug: &str) -> PyResult<u64> {
+        Ok(self.generations[self.slug(slug)?])
+    }
+
+    /// The ports that hold state, in catalogue order.
+    fn present(&self) -> Vec<String> {
+        self.ports.iter().enumerate().filter(|(_, p)| p.is_some()).map(|(i, _)| self.slug_names[i].clone()).collect()
+    }
+
+    /// One port's state in `PortMetrics.to_state()`'s form (samples as `states` gives them), or None;
+    /// `reading`: only what its figures are read from.
+    #[pyo3(signature = (slug, reading = false))]
+    fn state<'py>(&self, py: Python<'py>, slug: &str, reading: bool) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let i = self.slug(slug)?;
+        match &self.ports[i] {
+            None => Ok(None),
+            Some(port) => Ok(Some(state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, reading)?)),
+        }
+    }
+
+    /// Take a port's state from a snapshot (`PortMetrics.to_state()`'s form); ValueError/KeyError/TypeError
+    /// for one a fold could not have written.
+    fn load(&mut self, slug: &str, snapshot: &Bound<'_, PyDict>) -> PyResult<()> {
+        let i = self.slug(slug)?;
+        let port = load::port(snapshot, &mut (&mut self.day_names, &mut self.day_index))?;
+        self.ports[i] = Some(port);
+        self.generations[i] += 1;
+        Ok(())
+    }
+
+    /// Forget every port's state (the worker's state of a partition starts over).
+    fn clear(&mut self) {
+        for (p, g) in self.ports.iter_mut().zip(self.generations.iter_mut()) {
+            *p = None;
+            *g += 1;
+        }
+    }
+
+    /// [(slug, state)] of every port that folded an event, in catalogue order.
+    fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (i, port) in self.ports.iter().enumerate() {
+            if let Some(port) = port {
+                let st = state(py, port, &self.slug_names[i], &self.timezones[i], &self.day_names, false)?;
+                out.append((self.slug_names[i].as_str(), st))?;
+            }
+        }
+        Ok(out)
+    }
+}
 
 #[pymodule]
 fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FOLD_VERSION", 1)?;
+    // the names and bounds it shares with the Python core (a test holds them equal)
+    m.add("EVENT_TYPES", EVENT_TYPES.to_vec())?;
+    m.add("INSPECTION_BUCKETS", fold::INSPECTION_BUCKETS.to_vec())?;
+    m.add("TS_RANGE", (wire::TS_MIN, wire::TS_END))?;
+    m.add("STATE_VERSION", 2)?;
+    m.add_class::<Fold>()?;
     Ok(())
 }

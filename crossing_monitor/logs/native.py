@@ -1,0 +1,227 @@
+"""The compiled fold (`native/`, module `crossing_monitor_native`): the fast path of `analyze` and of
+the live worker, optional.
+
+The compiled code decides only the messages that are certainly valid events; it hands every other one
+to the Python core (`validate`, `parse`), which stays the one judge of what is rejected and why. It
+keeps no figures: its state comes back in the form of `PortMetrics.to_state()`, the Python core
+rebuilds its PortMetrics from that and computes every figure, so a report is the Python core's own.
+`tests/test_native_fold.py` and `tests/test_native_monitor.py` hold the two folds to each other.
+Without the package (a plain `pip install .` on a machine without Rust) `available()` is False and
+everything folds in Python; CROSSING_MONITOR_FOLD=python chooses the Python fold even when it is there.
+
+* `analyze`: `NativeFold` reads a log's bytes in chunks (`fold_chunks`).
+* the worker: `NativeMonitor` has the Monitor interface the worker uses (`process_decoded`, `ports`,
+  `rejected`, checkpoints: `port_states`, `load_port`); its `ports` rebuild a port's PortMetrics for
+  reading only when that port changed since it was last read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from crossing_monitor.core.catalogue import Catalogue
+from crossing_monitor.core.clock import DayClock
+from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse, validate
+from crossing_monitor.core.metrics import PortMetrics, mean_seconds
+from crossing_monitor.core.monitor import Monitor, decode_json
+
+try:
+    import crossing_monitor_native as _native
+except ImportError:  # the optional package is not installed: the Python fold is used
+    _native = None
+
+ENV_VAR = "CROSSING_MONITOR_FOLD"
+
+
+class NativeFault(Exception):
+    """The compiled fold broke an invariant of its own (a Rust panic): a bug, never a verdict on the input."""
+
+
+def available() -> bool:
+    """Whether `analyze` folds with the compiled code (installed, and not turned off by CROSSING_MONITOR_FOLD)."""
+    return _native is not None and os.environ.get(ENV_VAR, "").strip().lower() != "python"
+
+
+class NativeFold:
+    """A log folded by the compiled code: `feed` chunks of its bytes (split anywhere), then `monitor()`."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        if _native is None:
+            raise RuntimeError("crossing_monitor_native is not installed (scripts/setup builds it)")
+        self.catalogue = catalogue
+        self.monitor = Monitor(catalogue, skip_blank=True)
+        slugs = list(catalogue)
+        ports = frozenset(slugs)
+        rejected = self.monitor.rejected
+
+        def judge(line: bytes) -> Event | None:
+            """Monitor.process_decoded's verdict on a line the compiled code left to the Python core."""
+            obj = decode_json(line)
+            result = validate(obj, ports) if type(obj) is dict else parse(line, ports)
+            if type(result) is Rejection:
+                rejected[result.reason] += 1
+                return None
+            return result
+
+        timezones = [catalogue[s].timezone for s in slugs]
+        self._fold = _native.Fold(slugs, timezones, [DayClock(tz).day for tz in timezones], judge)
+
+    def feed(self, chunk: bytes) -> None:
+        """Fold the complete lines of `chunk`; the rest of its last line waits for the next chunk."""
+        with _faults():
+            self._fold.feed(chunk)
+
+    def monitor_after(self) -> Monitor:
+        """The Monitor of everything fed: PortMetrics rebuilt from the compiled state, rejections counted."""
+        fold = self._fold
+        with _faults():
+            fold.finish()
+            states = fold.states()
+        self.monitor.rejected["duplicate"] += fold.duplicates
+        for slug, state in states:
+            self.monitor.ports[slug] = PortMetrics.from_state(_with_sample_means(state), self.catalogue[slug])
+        return self.monitor
+
+
+def _raise_fault(exc: BaseException) -> NoReturn:
+    """A Rust panic arrives as pyo3's PanicException, a BaseException: raised again as a NativeFault."""
+    if type(exc).__name__ == "PanicException":
+        raise NativeFault(str(exc) or "panic") from None
+    raise exc
+
+
+@contextmanager
+def _faults() -> Iterator[None]:
+    """Panics of the compiled fold in the block raised as NativeFault (see `_raise_fault`)."""
+    try:
+        yield
+    except BaseException as exc:
+        _raise_fault(exc)
+
+
+def _with_sample_means(state: dict[str, Any]) -> dict[str, Any]:
+    """The compiled state's trend samples carry the last hour's wait as (total µs, count): the Python core
+    turns that into the mean it reports, with the same rounding as everywhere else."""
+    trends = state["trends"]
+    samples = trends["samples"]
+    trends["samples"] = [row if len(row) == 4 else [*row[:3], mean_seconds(row[3], row[4])] for row in samples]
+    return state
+
+
+def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue) -> Monitor:
+    """A log's bytes, in chunks split anywhere (even inside a line) -> the Monitor `analyze` reports from:
+    equal to folding the same lines with `Monitor(catalogue, skip_blank=True)`."""
+    fold = NativeFold(catalogue)
+    for chunk in chunks:
+        fold.feed(chunk)
+    return fold.monitor_after()
+
+
+class PortViews(Mapping[str, PortMetrics]):
+    """The ports of a NativeMonitor as the Python core's PortMetrics, for reading figures: each one rebuilt
+    from the compiled state when it changed since it was last read, from only what the figures are read
+    from (no event ids, no vehicle but the queue's: a fraction of the state). Never folded into, nor
+    snapshotted: the fold and the checkpoints are the compiled state's."""
+
+    def __init__(self, fold: Any, catalogue: Catalogue) -> None:
+        self._fold = fold
+        self._catalogue = catalogue
+        self._views: dict[str, tuple[int, PortMetrics]] = {}
+
+    def __getitem__(self, slug: str) -> PortMetrics:
+        if slug not in self._catalogue:
+            raise KeyError(slug)
+        generation = self._fold.generation(slug)
+        seen = self._views.get(slug)
+        if seen is not None and seen[0] == generation:
+            return seen[1]
+        with _faults():
+            state = self._fold.state(slug, reading=True)  # no event ids, only the queue's vehicles
+        if state is None:
+            raise KeyError(slug)
+        view = PortMetrics.from_state(_with_sample_means(state), self._catalogue[slug])
+        self._views[slug] = (generation, view)
+        return view
+
+    def __contains__(self, slug: object) -> bool:
+        return slug in self._fold.present()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fold.present())
+
+    def __len__(self) -> int:
+        return len(self._fold.present())
+
+
+class NativeMonitor:
+    """What the live worker needs of a Monitor (`process_decoded`, `ports`, `rejected`, snapshots), with
+    the compiled fold folding: a message is judged as `Monitor.process_decoded` judges it (a blank one is
+    malformed), and `ports` reads the figures through the Python core."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        if _native is None:
+            raise RuntimeError("crossing_monitor_native is not installed (scripts/setup builds it)")
+        self.catalogue = catalogue
+        self.slugs = frozenset(catalogue)
+        self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        ports = self.slugs
+
+        def judge(raw: bytes) -> Event | Rejection:
+            obj = decode_json(raw)
+            return validate(obj, ports) if type(obj) is dict else parse(raw, ports)
+
+        slugs = list(catalogue)
+        timezones = [catalogue[s].timezone for s in slugs]
+        self._fold = _native.Fold(slugs, timezones, [DayClock(tz).day for tz in timezones], judge)
+        self.ports = PortViews(self._fold, catalogue)
+        self._message = self._fold.message
+
+    def process_decoded(self, raw: bytes | str, obj: Any = None) -> Rejection | None:
+        """Fold one message in: None when it was, else the Rejection that sends it to the dead letters
+        (`obj`, the caller's decoding, is not needed: the compiled fold reads the bytes)."""
+        try:
+            verdict = self._message(raw if type(raw) is bytes else raw.encode())
+        except BaseException as exc:  # a plain try: a context manager would cost more than the fold
+            _raise_fault(exc)
+        if verdict is None:
+            return None
+        if type(verdict) is str:
+            self.rejected["duplicate"] += 1
+            return Rejection("duplicate", f"event_id {verdict!r} was already seen")
+        self.rejected[verdict.reason] += 1
+        return verdict
+
+    def process(self, raw: bytes | str) -> Rejection | None:
+        return self.process_decoded(raw)
+
+    def process_all(self, messages: Iterable[bytes | str]) -> None:
+        process = self.process_decoded
+        for raw in messages:
+            process(raw)
+
+    def report(self) -> dict[str, Any]:
+        """`Monitor.report()`: the object of SPEC §3, ports in catalogue order."""
+        present = set(self.ports)
+        return {
+            "ports": {slug: self.ports[slug].report() for slug in self.catalogue if slug in present},
+            "rejected": dict(self.rejected),
+        }
+
+    def port_states(self) -> dict[str, dict[str, Any]]:
+        """Every port's state as `PortMetrics.to_state()` gives it (for a checkpoint)."""
+        with _faults():
+            return {slug: _with_sample_means(state) for slug, state in self._fold.states()}
+
+    def load_port(self, slug: str, state: dict[str, Any]) -> None:
+        """Take a port's state from a checkpoint; an exception for one this code cannot read."""
+        PortMetrics.from_state(state, self.catalogue.get(slug))  # the Python core's checks (version) first
+        with _faults():
+            self._fold.load(slug, state)
+
+
+def new_monitor(catalogue: Catalogue) -> Monitor | NativeMonitor:
+    """The live worker's per-partition Monitor: the compiled fold's when it is available."""
+    return NativeMonitor(catalogue) if available() else Monitor(catalogue)

@@ -1,0 +1,260 @@
+//! The fast path of the wire format (SPEC §1): a line that is certainly a valid event becomes one here.
+//!
+//! It accepts a strict subset of what `crossing_monitor.core.events.validate` accepts and computes the
+//! same values; anything else (a rejection, an unusual but valid form: unknown fields, duplicate keys,
+//! non-ASCII digits, a number out of range) answers `None`, and the caller asks the Python core, which
+//! stays the one judge of every line it does not accept at once.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+
+pub const SECOND: i64 = 1_000_000;
+/// 2000-01-01T00:00Z and 2100-01-01T00:00Z in microseconds since the epoch (SPEC 1.1: ts in [min, end)).
+pub const TS_MIN: i64 = 946_684_800 * SECOND;
+pub const TS_END: i64 = 4_102_444_800 * SECOND;
+pub const MAX_CARGO_TONNES: f64 = 1000.0;
+
+pub const EVENT_TYPES: [&str; 7] = [
+    "vehicle.arrived",
+    "gate.entered",
+    "scan.started",
+    "scan.completed",
+    "inspection.started",
+    "inspection.completed",
+    "gate.exited",
+];
+pub const ARRIVED: u8 = 0;
+pub const ENTERED: u8 = 1;
+pub const SCAN_COMPLETED: u8 = 3;
+pub const EXITED: u8 = 6;
+
+/// Codes ordered as their names are (Python compares the names in tuples): inbound < outbound.
+pub const DIRECTION_NAMES: [&str; 2] = ["inbound", "outbound"];
+/// bus < car < other < truck.
+pub const CLASS_NAMES: [&str; 4] = ["bus", "car", "other", "truck"];
+/// booked < walk_up.
+pub const BOOKING_NAMES: [&str; 2] = ["booked", "walk_up"];
+
+pub fn event_type(name: &str) -> Option<u8> {
+    EVENT_TYPES.iter().position(|t| *t == name).map(|i| i as u8)
+}
+
+pub fn direction(name: &str) -> Option<u8> {
+    match name {
+        "inbound" => Some(0),
+        "outbound" => Some(1),
+        _ => None,
+    }
+}
+
+pub fn vehicle_class(name: &str) -> Option<u8> {
+    match name {
+        "bus" => Some(0),
+        "car" => Some(1),
+        "other" => Some(2),
+        "truck" => Some(3),
+        _ => None,
+    }
+}
+
+/// One valid event, as the fold needs it (strings borrowed from the line where no escape was decoded).
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub etype: u8,
+    pub ts: i64,
+    pub port: Cow<'a, str>,
+    pub lane: Cow<'a, str>,
+    pub direction: u8,
+    pub vehicle_id: Cow<'a, str>,
+    pub vehicle_class: u8,
+    pub sensor_id: Cow<'a, str>,
+    pub booked: bool,
+    pub flagged: bool,
+    pub cargo_grams: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    etype: Cow<'a, str>,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
+    #[serde(borrow)]
+    port: Cow<'a, str>,
+    #[serde(borrow)]
+    lane: Cow<'a, str>,
+    #[serde(borrow)]
+    direction: Cow<'a, str>,
+    #[serde(borrow)]
+    vehicle_id: Cow<'a, str>,
+    #[serde(borrow)]
+    vehicle_class: Cow<'a, str>,
+    #[serde(borrow)]
+    sensor_id: Cow<'a, str>,
+    #[serde(default)]
+    booked: Option<bool>,
+    #[serde(default, borrow)]
+    result: Option<Cow<'a, str>>,
+    #[serde(default)]
+    cargo_tonnes: Option<f64>,
+}
+
+/// Grams of cargo as the Python core rounds them: `round(cargo * 1_000_000) if cargo else 0`.
+pub fn cargo_grams(cargo: Option<f64>) -> i64 {
+    match cargo {
+        Some(c) if c != 0.0 => (c * 1_000_000.0).round_ties_even() as i64,
+        _ => 0,
+    }
+}
+
+/// The line as an event when it certainly is a valid one of a port in `is_port`; None: ask Python.
+pub fn fast_event<'a>(line: &'a [u8], is_port: impl Fn(&str) -> bool) -> Option<Event<'a>> {
+    let w: Wire<'a> = serde_json::from_slice(line).ok()?;
+    let etype = event_type(&w.etype)?;
+    let direction = direction(&w.direction)?;
+    let vehicle_class = vehicle_class(&w.vehicle_class)?;
+    if !is_port(&w.port) || w.lane.is_empty() || w.vehicle_id.is_empty() || w.sensor_id.is_empty() {
+        return None;
+    }
+    let id_chars = w.event_id.chars().count();
+    if id_chars == 0 || id_chars > 128 {
+        return None;
+    }
+    let ts = parse_timestamp(w.ts.as_bytes())?;
+    if !(TS_MIN..TS_END).contains(&ts) {
+        return None;
+    }
+    let flagged = match w.result.as_deref() {
+        None if etype != SCAN_COMPLETED => false,
+        Some("clear") => false,
+        Some("flagged") => true,
+        _ => return None,
+    };
+    if let Some(c) = w.cargo_tonnes {
+        if !(0.0..=MAX_CARGO_TONNES).contains(&c) {
+            return None;
+        }
+    }
+    Some(Event {
+        event_id: w.event_id,
+        etype,
+        ts,
+        port: w.port,
+        lane: w.lane,
+        direction,
+        vehicle_id: w.vehicle_id,
+        vehicle_class,
+        sensor_id: w.sensor_id,
+        booked: w.booked == Some(true),
+        flagged,
+        cargo_grams: cargo_grams(w.cargo_tonnes),
+    })
+}
+
+fn digits(b: &[u8]) -> Option<i64> {
+    let mut n = 0i64;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(n)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 with an offset → microseconds since the epoch, for the forms `parse_timestamp` of the
+/// Python core accepts with ASCII digits: `YYYY-MM-DD[Tt ]HH:MM:SS[.f{1,9}](Z|z|±HH:MM)`, a leap
+/// second :60 counted as :59, fraction digits past the sixth dropped. None: not certainly one.
+pub fn parse_timestamp(b: &[u8]) -> Option<i64> {
+    let n = b.len();
+    if n < 20 || !b.is_ascii() {
+        return None;
+    }
+    let (frac, off_us) = match b[n - 1] {
+        b'Z' | b'z' => (&b[19..n - 1], 0i64),
+        _ => {
+            if n < 25 {
+                return None;
+            }
+            let o = &b[n - 6..];
+            let sign = match o[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if o[3] != b':' {
+                return None;
+            }
+            let (hh, mm) = (digits(&o[1..3])?, digits(&o[4..6])?);
+            if hh > 23 || mm > 59 {
+                return None;
+            }
+            (&b[19..n - 6], sign * (hh * 3600 + mm * 60) * SECOND)
+        }
+    };
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    if y < 1 || !(1..=12).contains(&mo) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let month_days = [31, if is_leap(y) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if d < 1 || d > month_days[(mo - 1) as usize] {
+        return None;
+    }
+    let micros = if frac.is_empty() {
+        0
+    } else {
+        if frac[0] != b'.' || frac.len() < 2 || frac.len() > 10 {
+            return None;
+        }
+        let f = &frac[1..];
+        digits(f)?;
+        let mut us = 0i64;
+        for i in 0..6 {
+            us = us * 10 + f.get(i).map_or(0, |c| i64::from(c - b'0'));
+        }
+        us
+    };
+    let minute_start = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60) * SECOND;
+    Some(minute_start - off_us + s.min(59) * SECOND + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp(b"1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp(b"2000-01-01T00:00:00Z"), Some(TS_MIN));
+        assert_eq!(parse_timestamp(b"2100-01-01t08:00:00+08:00"), Some(TS_END));
+        assert_eq!(parse_timestamp(b"2023-01-01 09:00:44.2771239+08:00"), Some(1_672_534_844_277_123));
+        assert_eq!(parse_timestamp(b"2016-12-31T23:59:60Z"), parse_timestamp(b"2016-12-31T23:59:59Z"));
+        assert_eq!(parse_timestamp(b"2023-02-29T00:00:00Z"), None);
+        assert!(parse_timestamp(b"2024-02-29T00:00:00Z").is_some());
+        assert_eq!(parse_timestamp(b"2023-01-01T00:00:00+24:00"), None);
+        assert_eq!(parse_timestamp(b"2023-01-01T00:00:00."), None);
+        assert_eq!(parse_timestamp(b"2023-01-01T00:00:00"), None);
+    }
+}

@@ -1,0 +1,70 @@
+"""`analyze` on the compiled fold: it is the one used when installed, its report is the Python fold's, and
+a fault of its own never loses the analysis of a file."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import sys
+
+import pytest
+from messy import messy_log
+
+from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.logs import native
+from crossing_monitor.logs.analyze import analyze_log
+from crossing_monitor.logs.files import LogError
+
+CATALOGUE = load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def messy_file(tmp_path_factory):
+    lines, _ = messy_log(days=1.0, seed=5)
+    path = tmp_path_factory.mktemp("native") / "messy.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines)))
+    return path
+
+
+def test_the_compiled_fold_is_installed_by_the_setup_and_chosen():
+    """scripts/setup builds it: a machine that ran the set-up folds with it (CI does)."""
+    assert native.available(), "crossing_monitor_native is not installed: scripts/setup builds it"
+
+
+def test_analyze_gives_the_python_folds_report_on_a_messy_compressed_log(messy_file, monkeypatch):
+    progress: list[int] = []
+    compiled = analyze_log(str(messy_file), CATALOGUE, progress.append)
+    monkeypatch.setenv(native.ENV_VAR, "python")
+    assert not native.available()
+    assert analyze_log(str(messy_file), CATALOGUE) == compiled
+    assert progress and progress[-1] == messy_file.stat().st_size  # progress reached the end of the file
+    assert sum(compiled["rejected"].values()) > 0 and compiled["ports"]
+
+
+class PanicException(BaseException):
+    """What pyo3 raises for a Rust panic (its name is what the glue recognises)."""
+
+
+def test_a_fault_of_the_compiled_fold_refolds_the_file_in_python(messy_file, monkeypatch, caplog):
+    expected = analyze_log(str(messy_file), CATALOGUE)
+
+    def broken(self, chunk):
+        with native._faults():
+            raise PanicException("index out of range")
+
+    monkeypatch.setattr(native.NativeFold, "feed", broken)
+    with caplog.at_level(logging.WARNING, logger="crossing_monitor.analyze"):
+        assert analyze_log(str(messy_file), CATALOGUE) == expected
+    assert "compiled fold failed (index out of range)" in caplog.text
+
+
+def test_a_fault_of_the_compiled_fold_on_stdin_is_one_clear_error(messy_file, monkeypatch):
+    def broken(self, chunk):
+        with native._faults():
+            raise PanicException("index out of range")
+
+    monkeypatch.setattr(native.NativeFold, "feed", broken)
+    with open(messy_file, "rb") as stdin:
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": stdin})())
+        with pytest.raises(LogError, match="CROSSING_MONITOR_FOLD=python"):
+            analyze_log("-", CATALOGUE)
