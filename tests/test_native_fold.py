@@ -86,11 +86,14 @@ def first_difference(got: Any, want: Any, path: str = "") -> str | None:
     return None if got == want else f"{path}: {got!r:.100} != {want!r:.100}"
 
 
-def assert_same_fold(data: bytes, chunks: Iterable[bytes] | None = None, want: dict | None = None) -> None:
-    """fold_chunks(chunks) agrees with the reference on `data` (chunks: the whole log in one piece by default)."""
+def assert_same_fold(
+    data: bytes, chunks: Iterable[bytes] | None = None, want: dict | None = None, note: str = ""
+) -> None:
+    """fold_chunks(chunks) agrees with the reference on `data` (chunks: the whole log in one piece by default;
+    `want`: the reference's snapshot when it is already known; `note`: said when they disagree)."""
     got = snapshot(fold_chunks(iter([data] if chunks is None else chunks), CATALOGUE))
     diff = first_difference(got, snapshot(reference(data)) if want is None else want)
-    assert diff is None, diff
+    assert diff is None, f"{diff} {note}"
 
 
 def log(lines: Iterable[bytes], end: bytes = b"\n") -> bytes:
@@ -356,7 +359,7 @@ SHORT_EDGES = [line for _, line in EDGES if len(line) < 10_000]
 @pytest.mark.parametrize("line", [line for _, line in EDGES], ids=[name for name, _ in EDGES])
 def test_an_edge_line_is_judged_alike(line):
     """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike."""
-    assert_same_fold(log([*CONTEXT, line, line]))
+    assert_same_fold(log([*CONTEXT, line, line]), note=f"(line {line[:300]!r})")
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r\n"], ids=["lf", "crlf"])
@@ -403,7 +406,7 @@ def test_a_log_without_final_newline_cut_at_every_byte_of_its_end(last):
     text = log(CONTEXT) + last
     want = snapshot(reference(text))
     for i in range(len(CONTEXT[-1]) - 2, len(text) + 1):  # around the last newline and through the last line
-        assert_same_fold(text, [text[:i], text[i:]], want)
+        assert_same_fold(text, [text[:i], text[i:]], want, note=f"(cut at byte {i} of {len(text)})")
 
 
 def test_a_log_in_one_byte_chunks_with_empty_ones_between():
