@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from messy import START as MESSY_START
 from messy import messy_log
+from test_fuzz_core import messages as fuzzed_messages
 from test_properties import OFFSETS, START, _ts, messy_logs
 
 from crossing_monitor.core.catalogue import load_catalogue
@@ -360,6 +361,13 @@ SHORT_EDGES = [line for _, line in EDGES if len(line) < 10_000]
 def test_an_edge_line_is_judged_alike(line):
     """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike."""
     assert_same_fold(log([*CONTEXT, line, line]), note=f"(line {line[:300]!r})")
+
+
+@examples(300)
+@given(raws=st.lists(fuzzed_messages(), min_size=1, max_size=8))
+def test_any_bytes_any_json_and_events_with_a_field_changed_fold_alike(raws):
+    """test_fuzz_core's messages, one a line (a newline inside one makes two lines, as it would in a log)."""
+    assert_same_fold(log([*CONTEXT, *raws]))
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r\n"], ids=["lf", "crlf"])
