@@ -38,7 +38,7 @@ from crossing_monitor.core.events import Rejection
 from crossing_monitor.core.metrics import PortMetrics
 from crossing_monitor.core.monitor import decode_json
 from streams.deadletters import dead_letter
-from streams.state import PartitionState
+from streams.state import PartitionState, compress_snapshot
 
 log = logging.getLogger("crossing_monitor.worker")
 
@@ -53,7 +53,7 @@ class Batch:
     """Consecutive records of one source partition, as one fetch returned them."""
 
     partition: int
-    records: list[Any]  # aiokafka ConsumerRecord, or anything with .offset and .value
+    records: list[Any]  # aiokafka's decoded records (streams.rawrecords), or anything with .offset, .value
     generation: int  # the consumer group generation they were fetched in
 
 
@@ -220,46 +220,78 @@ class Processor:
         Records at offsets the state already holds (a restored checkpoint, a redelivery) are skipped,
         so the committed offset may lag the checkpoint without anything being counted twice. The
         caller has made sure the batch does not start past the state (see `read_past`).
+
+        The hot loop of the worker: per record only what the record needs (its offset, one decode,
+        its port's home looked up once per batch, the core's fold); counters are added per batch.
         """
-        process = part.monitor.process_decoded
+        partition = part.partition
+        monitor = part.monitor
+        process = monitor.process_decoded
+        dead_letters = part.dead_letters
+        routes: dict[str, int | None] | None = {} if self.home is not None else None
         next_offset = part.next_offset
-        folded = 0
+        skipped = forwarded = 0
         for record in batch.records:
             offset = record.offset
-            if offset < next_offset:
-                self.events_skipped += 1
-                continue
-            if offset > next_offset:
+            if offset != next_offset:
+                if offset < next_offset:
+                    skipped += 1
+                    continue
                 self.offsets_missing += offset - next_offset
-                log.info("partition %d: no records at offsets %d-%d; going on", part.partition, next_offset, offset - 1)
-            raw = record.value if record.value is not None else b""
-            obj = decode_json(raw)
-            target = self.misrouted(part.partition, record, obj)
-            if target is not None:
-                part.forwards[offset] = (target, raw)
-                self.events_forwarded += 1
-            else:
-                try:
-                    result = process(raw, obj)
-                except Exception as exc:  # noqa: BLE001 - no record may stop the worker (SPEC §1)
-                    self.fold_errors += 1
-                    log.exception("partition %d offset %d: fold failed; dead-lettered", part.partition, offset)
-                    part.monitor.rejected["invalid"] += 1
-                    result = Rejection("invalid", f"{type(exc).__name__}: {exc}")
-                if type(result) is Rejection and result.reason != "duplicate":
-                    part.dead_letters[offset] = dead_letter(
-                        self.topic, part.partition, offset, raw, result.reason, result.detail
-                    )
+                log.info("partition %d: no records at offsets %d-%d; going on", partition, next_offset, offset - 1)
             next_offset = offset + 1
-            folded += 1
+            raw = record.value
+            if raw is None:
+                raw = b""
+            obj = decode_json(raw)
+            if routes is not None and type(obj) is dict:
+                target = self._route(routes, partition, obj.get("port"), record)
+                if target is not None:
+                    part.forwards[offset] = (target, raw)
+                    forwarded += 1
+                    continue
+            try:
+                result = process(raw, obj)
+            except Exception as exc:  # noqa: BLE001 - no record may stop the worker (SPEC §1)
+                self.fold_errors += 1
+                log.exception("partition %d offset %d: fold failed; dead-lettered", partition, offset)
+                monitor.rejected["invalid"] += 1
+                result = Rejection("invalid", f"{type(exc).__name__}: {exc}")
+            if type(result) is Rejection and result.reason != "duplicate":
+                dead_letters[offset] = dead_letter(self.topic, partition, offset, raw, result.reason, result.detail)
+        folded = len(batch.records) - skipped
         part.next_offset = next_offset
         if folded and not part.unsaved:
             part.unsaved_since = self.clock()
             if part.dirty_since is None:
                 part.dirty_since = part.unsaved_since
         part.unsaved += folded
+        self.events_skipped += skipped
+        self.events_forwarded += forwarded
         self.batches_folded += 1
         self.events_processed += folded
+
+    def _route(self, routes: dict[str, int | None], partition: int, port: Any, record: Any) -> int | None:
+        """`misrouted` for a decoded JSON object's `port`, its home looked up once per batch (`routes`)."""
+        if type(port) is not str:
+            return None
+        target = routes.get(port, -1)
+        if target == -1:
+            target = routes[port] = self._away(port, partition)
+        if target is None:
+            return None
+        headers = getattr(record, "headers", None)
+        if headers and any(name == FORWARDED for name, _ in headers):
+            return None
+        return target
+
+    def _away(self, port: str, partition: int) -> int | None:
+        """The partition a catalogue port's events belong on when it is not `partition` (else None)."""
+        home = self.home
+        if home is None or port not in self.slugs:
+            return None
+        target = home(port)
+        return None if target is None or target == partition else target
 
     def misrouted(self, partition: int, record: Any, obj: Any) -> int | None:
         """The partition the record's event belongs on when it is not `partition`, else None.
@@ -268,18 +300,11 @@ class Processor:
         topic's partitions, which is where a correctly keyed `simulate` or `replay` puts it. Only a
         JSON object naming a catalogue port is forwarded (anything else is judged here), and never a
         record that was forwarded already (no loop while workers disagree on the partition count).
+        `fold` makes the same decision with the homes of a batch looked up once (`_route`).
         """
-        home = self.home
-        if home is None:
+        if self.home is None or type(obj) is not dict:
             return None
-        headers = getattr(record, "headers", None)
-        if headers and any(name == FORWARDED for name, _ in headers):
-            return None
-        port = obj.get("port") if type(obj) is dict else None
-        if type(port) is not str or port not in self.slugs:
-            return None
-        target = home(port)
-        return None if target is None or target == partition else target
+        return self._route({}, partition, obj.get("port"), record)
 
     async def read_past(self, part: PartitionState, first: int) -> bool:
         """A batch starts at `first`, past the state's offset. True when the records in between no
@@ -353,8 +378,11 @@ class Processor:
                 return
             letters = list(part.dead_letters.items())
             forwards = list(part.forwards.items())
-            blob = part.snapshot()
+            doc = part.snapshot_json()
             offset = part.next_offset
+            # compressed in a thread (zlib lets go of the GIL) while the letters are sent: a checkpoint
+            # of a large state holds up the fold, and what /api/ports serves, for less time
+            compressed = asyncio.get_running_loop().run_in_executor(None, compress_snapshot, doc)
             part.unsaved = 0
             part.checkpoint_offset = offset
             sent = [self.dead_letters.send(key, value) for _, (key, value) in letters]
@@ -368,6 +396,7 @@ class Processor:
                     part.forwards.pop(forward_offset, None)
             if not all(acked):
                 return  # the snapshot waits for its letters: tried again at the next tick
+            blob = await compressed
             self.checkpoints_written += 1
             self.last_checkpoint_bytes = len(blob)
             if all(await self._settle(part.partition, offset, [self.store.put(part.partition, blob)])):

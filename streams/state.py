@@ -64,6 +64,11 @@ class PartitionState:
 
     def snapshot(self) -> bytes:
         """The compressed checkpoint of this partition (orjson + zlib)."""
+        return compress_snapshot(self.snapshot_json())
+
+    def snapshot_json(self) -> bytes:
+        """The checkpoint's document, not compressed yet: the state as it is now, in bytes of its own
+        (folding on does not change them), so that the compression can run off the event loop."""
         doc = {
             "version": SNAPSHOT_VERSION,
             "partition": self.partition,
@@ -71,7 +76,7 @@ class PartitionState:
             "ports": self.monitor.port_states(),
             "rejected": self.monitor.rejected,
         }
-        return zlib.compress(orjson.dumps(doc), 1)
+        return orjson.dumps(doc)
 
     @classmethod
     def restore(cls, partition: int, catalogue: Catalogue, snapshot: bytes | None) -> PartitionState:
@@ -101,6 +106,11 @@ class PartitionState:
             committed_offset=-1,  # unknown: the restored offset is committed at the next tick
             restored_rejected=dict(monitor.rejected),
         )
+
+
+def compress_snapshot(doc: bytes) -> bytes:
+    """A snapshot document as a checkpoint stores it (zlib releases the GIL: it may run in a thread)."""
+    return zlib.compress(doc, 1)
 
 
 def snapshot_key(partition: int) -> bytes:

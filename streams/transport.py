@@ -24,6 +24,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.processor import Batch
+from streams.rawrecords import hand_out_raw
 from streams.undecodable import skip_undecodable
 
 __all__ = ["Batch", "BatchConsumer", "BatchHandoff", "BatchTransport", "SkippedBatches"]
@@ -88,9 +89,11 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, with a short fetch wait (see FETCH_MAX_WAIT_MS), reading only the
     committed records of transactional producers (aborted ones are never counted, and an open
     transaction's records wait until it commits), and reading past a record batch it cannot decode
-    instead of failing on it for ever (see `streams.undecodable`)."""
+    instead of failing on it for ever (see `streams.undecodable`); the hand-off's records are handed out
+    as aiokafka decoded them (see `streams.rawrecords`)."""
 
     _stop_skipping: Callable[[], None] | None = None
+    _stop_raw: Callable[[], None] | None = None
 
     async def on_start(self) -> None:
         skipped: SkippedBatches = self.transport.skipped
@@ -101,6 +104,9 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 skipped(tp, first, last, error)
 
         self._stop_skipping = skip_undecodable(on_skip)
+        handoff: BatchHandoff | None = self.transport.handoff
+        if handoff is not None:  # the hand-off's records need no ConsumerRecord (`streams.rawrecords`)
+            self._stop_raw = hand_out_raw(handoff.topics)
         await super().on_start()
 
     async def on_thread_stop(self) -> None:
@@ -110,6 +116,9 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if self._stop_skipping is not None:
                 self._stop_skipping()
                 self._stop_skipping = None
+            if self._stop_raw is not None:
+                self._stop_raw()
+                self._stop_raw = None
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)

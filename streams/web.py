@@ -25,6 +25,7 @@ from crossing_monitor.core.metrics import PortMetrics
 from streams import display
 from streams.display.broadcast import Broadcaster
 from streams.exporter import WorkerCollector
+from streams.reports import ReportCache
 from streams.workerapp import WorkerApp
 
 log = logging.getLogger("crossing_monitor.worker")
@@ -55,16 +56,20 @@ def _me(app: WorkerApp) -> str:
     return str(app.conf.canonical_url).rstrip("/")
 
 
-def local_ports(app: WorkerApp) -> dict[str, Any]:
-    """What this worker holds: its ports' figures, its rejected counts, and which partition's state
-    holds each port (so that another worker can tell whose figures a port's are)."""
+def local_ports(app: WorkerApp, only: str | None = None) -> dict[str, Any]:
+    """What this worker holds: its ports' figures (of port `only`, when given), its rejected counts, and
+    which partition's state holds each port (so that another worker can tell whose figures a port's
+    are). The figures come from the app's report cache (`streams.reports`): built once per state change."""
     processor = app.processor
+    reports: ReportCache = app.reports
     ports: dict[str, Any] = {}
     held: dict[str, list[str]] = {}
     for p, part in sorted(processor.partitions.items()):
         held[str(p)] = sorted(part.monitor.ports)
-        for slug, metrics in part.monitor.ports.items():
-            ports.setdefault(slug, metrics.report())  # two states of one port: the lower partition's (see below)
+        for slug in part.monitor.ports:
+            # two states of one port: the lower partition's (see _merge)
+            if slug not in ports and (only is None or slug == only):
+                ports[slug] = reports.get(part, slug)
     rejected = dict.fromkeys(REJECT_REASONS, 0)
     for reason, n in processor.rejected().items():
         rejected[reason] += n
@@ -146,7 +151,7 @@ class PortView(View):
         if port not in catalogue:
             return _json(self, {"error": f"unknown port {port!r}", "ports": list(catalogue)}, status=404)
         if request.query.get("local") == "1":
-            answers, unreachable = [local_ports(app)], []
+            answers, unreachable = [local_ports(app, port)], []
         else:
             answers, unreachable = await _ask_all(app)
         report = _merge(answers)[0].get(port)
@@ -291,6 +296,7 @@ VIEWS: list[tuple[str, type[View]]] = [
 
 def register(app: WorkerApp) -> WorkerCollector:
     """Add the views to `app`, and the /metrics registry that reads its processor (returned)."""
+    app.reports = ReportCache()
     app.registry = CollectorRegistry(auto_describe=False)
     collector = WorkerCollector(app.processor, app, app.settings)
     app.registry.register(collector)

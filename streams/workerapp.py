@@ -28,6 +28,7 @@ class WorkerApp(faust.App):
     processor: Processor
     events_topic: Any  # faust TopicT of the source topic: misrouted events are forwarded through it
     registry: Any  # prometheus_client CollectorRegistry of /metrics (set by streams.web.register)
+    reports: Any  # streams.reports.ReportCache of the /api/ports views (set by streams.web.register)
     # seconds after which a stop ends the process at once (None: never; see streams.factory._exit_after)
     stop_deadline: float | None = None
 

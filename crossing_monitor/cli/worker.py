@@ -83,16 +83,20 @@ def main(args: argparse.Namespace) -> int:
 
     from faust.worker import Worker
 
+    from crossing_monitor.logs import native
     from streams.factory import create_app
 
     app = create_app(settings, catalogue, security)
     app.stop_deadline = settings.stop_seconds  # SIGTERM ends this process within that, whatever Kafka does
     print(
         f"crossing-monitor worker: consuming {settings.topic} at {bootstrap} ({security.describe()}); "
-        f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics",
+        f"http://{settings.web_host}:{settings.web_port}/api/ports and /metrics; {native.describe()}",
         file=sys.stderr,
         flush=True,
     )
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    # No terminal spinner: at --loglevel warning or above Faust would hang it on the root logger and set
+    # that to DEBUG, so every debug record of aiokafka and Faust (one per Kafka frame) would be built.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0

@@ -36,6 +36,15 @@ except ImportError:  # the optional package is not installed: the Python fold is
 ENV_VAR = "CROSSING_MONITOR_FOLD"
 
 
+def describe() -> str:
+    """Which fold runs, for the operator's start-up line."""
+    if available():
+        return "compiled fold (crossing_monitor_native)"
+    if _native is not None:
+        return f"Python fold ({ENV_VAR}=python)"
+    return "Python fold (crossing_monitor_native not installed: scripts/setup builds it)"
+
+
 class NativeFault(Exception):
     """The compiled fold broke an invariant of its own (a Rust panic): a bug, never a verdict on the input."""
 
