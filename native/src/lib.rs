@@ -67,6 +67,9 @@ struct Fold {
     day_index: FxHashMap<String, u32>,
     pending: Vec<u8>,
     generations: Vec<u64>,
+    /// parse on a second thread (`fold_pipelined`) when a chunk is large enough
+    #[pyo3(get, set)]
+    pipeline: bool,
     #[pyo3(get)]
     duplicates: u64,
     #[pyo3(get)]
@@ -441,6 +444,7 @@ impl Fold {
             day_index: FxHashMap::default(),
             pending: Vec::new(),
             generations: vec![0; n],
+            pipeline: false,
             duplicates: 0,
             fast: 0,
             judged: 0,
@@ -469,7 +473,7 @@ impl Fold {
             None => start,
         };
         let body = &chunk[start..end];
-        if body.len() >= PIPELINE_BYTES {
+        if self.pipeline && body.len() >= PIPELINE_BYTES {
             self.fold_pipelined(py, body)?;
         } else {
             for line in body.split_inclusive(|c| *c == b'\n') {
