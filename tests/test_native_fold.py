@@ -343,6 +343,8 @@ WHOLE_LINES = [
     b"\x1c", b"\x85", b"\xa0", b"\xc2\xa0", b"\x00 ",  # not blank to bytes.strip: malformed
     b"!tombstone", b"!", b"!back\\\\slash\\n",
     b"[]", b"[1,2]", b"1", b"-0.5", b'"a string"', b"null", b"true", b"{}", b"[" + GOOD + b"]",
+    # an event's values as an array, in field order (serde would fill a struct from it: found by review)
+    json.dumps(list(EXITED.values())[:9]).encode(), b" " + json.dumps(list(EXITED.values())).encode(),
     b'{"a":1,}', b"{", b"}", b"{oops", b"// a comment", b"{/* c */}",
     json.dumps(EXITED | {"event_id": "spaced"}).encode(),  # spaces between tokens
     json.dumps(EXITED | {"event_id": "nan", "cargo_tonnes": float("nan")}).encode(),  # NaN: not JSON

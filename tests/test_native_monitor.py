@@ -121,3 +121,9 @@ def test_the_compiled_fold_shares_the_python_cores_names_and_bounds():
     assert list(compiled.INSPECTION_BUCKETS) == list(metrics.INSPECTION_BUCKETS)
     assert compiled.TS_RANGE == (events.TS_MIN, events.TS_END)
     assert compiled.STATE_VERSION == metrics.STATE_VERSION
+
+
+def test_a_message_that_is_not_bytes_is_judged_as_the_python_monitor_judges_it():
+    native, python = NativeMonitor(CATALOGUE), Monitor(CATALOGUE)
+    for raw in ['{"event_id": "\ud800"}', "[1]", bytearray(b'{"port": "khorgos"}'), memoryview(b"x")]:
+        assert verdict(native.process(raw)) == verdict(python.process(bytes(raw) if type(raw) is not str else raw))

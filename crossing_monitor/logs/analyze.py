@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from itertools import islice
 from typing import Any, BinaryIO
@@ -43,7 +44,7 @@ def analyze_log(
         try:
             return _analyze_natively(path, catalogue, on_progress)
         except native.NativeFault as exc:
-            if path == "-":
+            if path == "-" or not os.path.isfile(path):  # a pipe or a FIFO cannot be read a second time
                 raise LogError(f"the compiled fold failed ({exc}); run again with {native.ENV_VAR}=python") from None
             log.warning("the compiled fold failed (%s); folding %s again in Python", exc, path)
     monitor = Monitor(catalogue, skip_blank=True)

@@ -110,6 +110,11 @@ class NativeFold:
         return self.monitor
 
 
+def _as_bytes(raw: str | bytes | bytearray | memoryview) -> bytes:
+    """A message as bytes; a str's lone surrogates kept (as invalid UTF-8: malformed, as to the Python core)."""
+    return raw.encode("utf-8", "surrogatepass") if type(raw) is str else bytes(raw)
+
+
 def _raise_fault(exc: BaseException) -> NoReturn:
     """A Rust panic arrives as pyo3's PanicException, a BaseException: raised again as a NativeFault."""
     if type(exc).__name__ == "PanicException":
@@ -167,6 +172,9 @@ class PortViews(Mapping[str, PortMetrics]):
         if state is None:
             raise KeyError(slug)
         view = PortMetrics.from_state(_with_sample_means(state), self._catalogue[slug])
+        if seen is not None:  # the schedule's caches depend on the catalogue only: kept from view to view
+            view.forecaster._days = seen[1].forecaster._days
+            view.forecaster._hours = seen[1].forecaster._hours
         self._views[slug] = (generation, view)
         return view
 
@@ -207,7 +215,7 @@ class NativeMonitor:
         """Fold one message in: None when it was, else the Rejection that sends it to the dead letters
         (`obj`, the caller's decoding, is not needed: the compiled fold reads the bytes)."""
         try:
-            verdict = self._message(raw if type(raw) is bytes else raw.encode())
+            verdict = self._message(raw if type(raw) is bytes else _as_bytes(raw))
         except BaseException as exc:  # a plain try: a context manager would cost more than the fold
             _raise_fault(exc)
         if verdict is None:

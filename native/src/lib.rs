@@ -140,21 +140,23 @@ impl Fold {
         let Some(&i) = self.slugs.get(&*ev.port) else {
             return Err(PyValueError::new_err(format!("the judge accepted an event of port {:?}", ev.port)));
         };
-        let port = self.ports[i].get_or_insert_with(Port::new);
-        if port.is_duplicate(&ev.event_id) {
+        if self.ports[i].as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
             self.duplicates += 1;
             return Ok(false);
         }
-        self.generations[i] += 1;
         let mut error = None;
         let clock = self.clocks[i].bind(py);
-        let mut days = DayOf {
-            clock,
-            cache: &mut self.day_cache[i],
-            names: &mut self.day_names,
-            index: &mut self.day_index,
-            error: &mut error,
-        };
+        // The event's own day first, before anything changes (a port is made only once it folds): the
+        // one call to the Python clock that can be new here (earlier instants' days were named already).
+        DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error }
+            .day(ev.ts);
+        if let Some(e) = error.take() {
+            return Err(e);
+        }
+        self.generations[i] += 1;
+        let port = self.ports[i].get_or_insert_with(Port::new);
+        let mut days =
+            DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error };
         port.apply(ev, &mut days);
         match error {
             Some(e) => Err(e),
@@ -339,7 +341,7 @@ fn state<'py>(
         o.set_item("clearance", clearance(py, &day.clearance)?)?;
         o.set_item("scans", day.scans)?;
         o.set_item("flagged", day.flagged)?;
-        days.set_item(&day_names[*d as usize], o)?;
+        days.set_item(day_names.get(*d as usize).map_or("", String::as_str), o)?;
     }
     s.set_item("days", days)?;
     s.set_item("inspection", means_by_class(py, &port.inspection)?)?;

@@ -112,6 +112,10 @@ pub fn cargo_grams(cargo: Option<f64>) -> i64 {
 
 /// The line as an event when it certainly is a valid one of a port in `is_port`; None: ask Python.
 pub fn fast_event<'a>(line: &'a [u8], is_port: impl Fn(&str) -> bool) -> Option<Event<'a>> {
+    // an object only: serde fills a struct from an array too, by position, which the core rejects
+    if line.iter().find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r')) != Some(&b'{') {
+        return None;
+    }
     let w: Wire<'a> = serde_json::from_slice(line).ok()?;
     let etype = event_type(&w.etype)?;
     let direction = direction(&w.direction)?;
