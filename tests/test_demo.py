@@ -125,8 +125,21 @@ def _alive(pids: set[int]) -> list[int]:
     return alive
 
 
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
 def _children_end(children: set[int], within: float) -> list[int]:
-    wait_until(lambda: not _alive(children), within, f"the demo's children {sorted(children)} to end")
+    commands = {pid: _command(pid) for pid in children}  # read now: a survivor's name says which one hangs
+    try:
+        wait_until(lambda: not _alive(children), within, f"the demo's children {sorted(children)} to end")
+    except AssertionError:
+        survivors = "; ".join(f"{pid} {commands[pid]}" for pid in _alive(children))
+        raise AssertionError(f"still running after {within:.0f} s: {survivors}") from None
     return _alive(children)
 
 
@@ -155,7 +168,8 @@ def test_a_demo_killed_outright_takes_its_children_with_it(tmp_path):
         assert len(children) >= 3
         proc.kill()
         proc.wait(10)
-        assert _children_end(children, 60) == []
+        # the broker's controlled shutdown is the slow part on a loaded machine (seen: over 60 s)
+        assert _children_end(children, 120) == []
     finally:
         for pid in _alive(children):
             os.kill(pid, signal.SIGKILL)
