@@ -1,4 +1,5 @@
-//! crossing_monitor_native: the compiled fold of crossing-monitor's metric core (`analyze`'s fast path).
+//! crossing_monitor_native: the compiled fold of crossing-monitor's metric core (the fast path of
+//! `analyze` and of the worker).
 //!
 //! `Fold` reads a log's bytes, decides each line that is certainly a valid event itself (`wire`), asks
 //! the Python core (`judge`) about every other line, and folds the events into per-port state (`fold`)
@@ -72,10 +73,6 @@ struct Fold {
     pipeline: bool,
     #[pyo3(get)]
     duplicates: u64,
-    #[pyo3(get)]
-    fast: u64,
-    #[pyo3(get)]
-    judged: u64,
 }
 
 fn is_blank(line: &[u8]) -> bool {
@@ -120,13 +117,11 @@ impl Fold {
     /// `line` once the fast path had its look (`ev`: its event, or None: a blank line or one for Python).
     fn parsed_line(&mut self, py: Python<'_>, line: &[u8], ev: Option<Event>) -> PyResult<()> {
         if let Some(ev) = ev {
-            self.fast += 1;
             return self.event(py, &ev).map(|_| ());
         }
         if is_blank(line) {
             return Ok(()); // a log's blank line is no message
         }
-        self.judged += 1;
         let verdict = self.judge.bind(py).call1((PyBytes::new(py, line),))?;
         if verdict.is_none() {
             return Ok(()); // rejected: the judge counted it
@@ -427,7 +422,8 @@ fn state<'py>(
 #[pymethods]
 impl Fold {
     /// slugs: the catalogue's ports; timezones and clocks (`DayClock.day`) in the same order;
-    /// judge(line: bytes) -> Event | None: the Python core's verdict on a line the fast path left to it.
+    /// judge(line: bytes): the Python core's verdict on a line the fast path left to it: an Event, or
+    /// None (`feed`: the judge counted the rejection) or a Rejection (`message`).
     #[new]
     fn new(slugs: Vec<String>, timezones: Vec<String>, clocks: Vec<Py<PyAny>>, judge: Py<PyAny>) -> PyResult<Self> {
         if slugs.len() != clocks.len() || slugs.len() != timezones.len() {
@@ -448,8 +444,6 @@ impl Fold {
             generations: vec![0; n],
             pipeline: false,
             duplicates: 0,
-            fast: 0,
-            judged: 0,
         })
     }
 
@@ -500,12 +494,8 @@ impl Fold {
     fn message<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
         let slugs = &self.slugs;
         let ev = match wire::fast_event(raw, |p| slugs.contains_key(p)) {
-            Some(ev) => {
-                self.fast += 1;
-                ev
-            }
+            Some(ev) => ev,
             None => {
-                self.judged += 1;
                 let verdict = self.judge.bind(py).call1((PyBytes::new(py, raw),))?;
                 if verdict.len()? != 12 {
                     return Ok(Some(verdict)); // a Rejection
@@ -549,14 +539,6 @@ impl Fold {
         self.ports[i] = Some(port);
         self.generations[i] += 1;
         Ok(())
-    }
-
-    /// Forget every port's state (the worker's state of a partition starts over).
-    fn clear(&mut self) {
-        for (p, g) in self.ports.iter_mut().zip(self.generations.iter_mut()) {
-            *p = None;
-            *g += 1;
-        }
     }
 
     /// [(slug, state)] of every port that folded an event, in catalogue order.
