@@ -190,8 +190,10 @@ class PortModel:
         self._today = found
         return found
 
-    def _plan(self, day: date) -> _Day:
-        cfg, rng = self.cfg, self.rng
+    def _calendar(self, day: date) -> tuple:
+        """Everything of a day's plan that needs no random draw: (start, end, open, staff, rate, booked
+        trucks expected, open slots, sure). The compiled model (producers/native.py) asks for it too."""
+        cfg = self.cfg
         start = datetime.combine(day, time(0), cfg.tz).timestamp()
         locals_ = [datetime.combine(day, time(0), cfg.tz) + timedelta(seconds=k * SLOT) for k in range(SLOTS_PER_DAY)]
         open_ = [cfg.hours.is_open(dt) for dt in locals_]
@@ -218,9 +220,18 @@ class PortModel:
                         if surge.start <= start + k * SLOT < surge.end:
                             factor *= surge.factor
                     rate[k] = w * per_weight * factor
-        booked: list[float] = []
         open_slots = [k for k, o in enumerate(open_) if o]
         expected = volume * self._booked_trucks
+        end = datetime.combine(day + timedelta(days=1), time(0), cfg.tz).timestamp()
+        first, last = (datetime.fromtimestamp(x, cfg.tz) for x in (start, end - 1e-5))
+        # No shortcut for a day whose clocks change: only the local date of each instant is sure there.
+        sure = first.date() == last.date() == day and first.utcoffset() == last.utcoffset()
+        return start, end, open_, staff, rate, expected, open_slots, sure
+
+    def _plan(self, day: date) -> _Day:
+        rng = self.rng
+        start, end, open_, staff, rate, expected, open_slots, sure = self._calendar(day)
+        booked: list[float] = []
         n = int(expected) + (rng.random() < expected - int(expected))
         if n and open_slots:
             gap = len(open_slots) * SLOT / n
@@ -231,10 +242,6 @@ class PortModel:
         if len(self._days) > 8:  # old days are never looked at again
             gone = self._days.pop(next(iter(self._days)))
             gone.first, gone.last = inf, -inf  # a second look plans it again, as it always did
-        end = datetime.combine(day + timedelta(days=1), time(0), cfg.tz).timestamp()
-        first, last = (datetime.fromtimestamp(x, cfg.tz) for x in (start, end - 1e-5))
-        # No shortcut for a day whose clocks change: only the local date of each instant is sure there.
-        sure = first.date() == last.date() == day and first.utcoffset() == last.utcoffset()
         plan = self._days[day] = _Day(start, end, open_, staff, rate, booked, sure)
         return plan
 

@@ -7,6 +7,7 @@
 //! form; the Python core rebuilds its PortMetrics from it and computes every figure itself.
 
 mod fold;
+mod model;
 mod wire;
 
 use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
@@ -563,5 +564,8 @@ fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TS_RANGE", (wire::TS_MIN, wire::TS_END))?;
     m.add("STATE_VERSION", 2)?;
     m.add_class::<Fold>()?;
+    m.add_class::<model::PortModel>()?;
+    m.add_function(wrap_pyfunction!(model::model_tonnes_json, m)?)?;
+    m.add_function(wrap_pyfunction!(model::model_draws, m)?)?;
     Ok(())
 }
