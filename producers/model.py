@@ -193,8 +193,24 @@ class PortModel:
     def _calendar(self, day: date) -> tuple:
         """Everything of a day's plan that needs no random draw: (start, end, open, staff, rate, booked
         trucks expected, open slots, sure). The compiled model (producers/native.py) asks for it too."""
+        start, end, sure = self._bounds(day)
+        return start, end, *self._slots(day, start), sure
+
+    def _bounds(self, day: date) -> tuple[float, float, bool]:
+        """The day's first instant, the next day's (epoch s), and whether its instants are sure (_Day.first)."""
+        tz = self.cfg.tz
+        start = datetime.combine(day, time(0), tz).timestamp()
+        end = datetime.combine(day + timedelta(days=1), time(0), tz).timestamp()
+        first, last = (datetime.fromtimestamp(x, tz) for x in (start, end - 1e-5))
+        # No shortcut for a day whose clocks change: only the local date of each instant is sure there.
+        sure = first.date() == last.date() == day and first.utcoffset() == last.utcoffset()
+        return start, end, sure
+
+    def _slots(self, day: date, start: float) -> tuple:
+        """Per 5-minute slot of the local day from `start`: open, lanes staffed, walk-up rate; and the
+        booked trucks expected and the open slots. The slots are wall-clock times (00:00, 00:05, ...,
+        also on a day whose clocks change); incidents and surges are compared with start + k * SLOT."""
         cfg = self.cfg
-        start = datetime.combine(day, time(0), cfg.tz).timestamp()
         locals_ = [datetime.combine(day, time(0), cfg.tz) + timedelta(seconds=k * SLOT) for k in range(SLOTS_PER_DAY)]
         open_ = [cfg.hours.is_open(dt) for dt in locals_]
         staff = {}
@@ -221,12 +237,7 @@ class PortModel:
                             factor *= surge.factor
                     rate[k] = w * per_weight * factor
         open_slots = [k for k, o in enumerate(open_) if o]
-        expected = volume * self._booked_trucks
-        end = datetime.combine(day + timedelta(days=1), time(0), cfg.tz).timestamp()
-        first, last = (datetime.fromtimestamp(x, cfg.tz) for x in (start, end - 1e-5))
-        # No shortcut for a day whose clocks change: only the local date of each instant is sure there.
-        sure = first.date() == last.date() == day and first.utcoffset() == last.utcoffset()
-        return start, end, open_, staff, rate, expected, open_slots, sure
+        return open_, staff, rate, volume * self._booked_trucks, open_slots
 
     def _plan(self, day: date) -> _Day:
         rng = self.rng

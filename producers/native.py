@@ -26,7 +26,7 @@ from typing import Any
 
 from producers import draws
 from producers.config import PortConfig
-from producers.model import _ENTRY_FACTOR, _FREIGHT, SLOTS_PER_DAY, Emitted, PortModel, _json, _Sensor
+from producers.model import _ENTRY_FACTOR, _FREIGHT, SLOT, SLOTS_PER_DAY, Emitted, PortModel, _json, _Sensor
 
 try:
     import crossing_monitor_native as _native
@@ -105,12 +105,27 @@ class NativePortModel:
             for d in _DIRECTIONS
         ]
         zeros = [0] * SLOTS_PER_DAY
+        last_slot = (SLOTS_PER_DAY - 1) * SLOT
         fmt, tz = ref._fmt, cfg.tz
 
+        templates: dict[bool, tuple] = {}  # the slots of a day no incident or surge touches, by round the clock
+
         def calendar(ordinal: int) -> tuple:
-            start, end, open_, staff, rate, expected, open_slots, sure = ref._calendar(date.fromordinal(ordinal))
-            out, in_ = (staff.get(d, zeros) for d in _DIRECTIONS)
-            return start, end, open_, out, in_, rate, expected, open_slots, sure
+            day = date.fromordinal(ordinal)
+            start, end, sure = ref._bounds(day)
+            # The slots are wall-clock times, so they differ from day to day only by round-the-clock dates
+            # and by incidents and surges (compared with start + k * SLOT).
+            touched = any(t0 <= start + last_slot and start < t1 for t0, t1, *_ in cfg.incidents) or any(
+                s.start <= start + last_slot and start < s.end for s in cfg.surges
+            )
+            key = any(a <= day and (b is None or day <= b) for a, b in cfg.hours.round_the_clock)
+            slots = None if touched else templates.get(key)
+            if slots is None:
+                open_, staff, rate, expected, open_slots = ref._slots(day, start)
+                slots = (open_, *(staff.get(d, zeros) for d in _DIRECTIONS), rate, expected, open_slots)
+                if not touched:
+                    templates[key] = slots
+            return start, end, *slots, sure
 
         def local_day(t: float) -> int:
             return datetime.fromtimestamp(t, tz).date().toordinal()
@@ -159,6 +174,16 @@ class NativePortModel:
         batch = self._model.take_bytes(limit, horizon_ms)
         self._count()
         return batch
+
+    def take_joined(self, limit: int, horizon_ms: int) -> tuple[int, bytes]:
+        """`take`: how many, and the serialised events joined by newlines (what a model process sends)."""
+        got = self._model.take_joined(limit, horizon_ms)
+        self._count()
+        return got
+
+    def running(self) -> bool:
+        """Whether the run has events left to make."""
+        return self._model.running()
 
     def events(self) -> Iterator[Emitted]:
         """The port's events in event-time order, as `PortModel.events()`."""

@@ -20,6 +20,7 @@ from crossing_monitor.core.catalogue import Catalogue
 from producers.config import ConfigError, PortConfig, port_config
 from producers.faults import Faults, offline_window, skewed_sensor, with_faults
 from producers.model import Emitted, PortModel
+from producers.native import NativePortModel, port_model
 from producers.scenarios import Scenario
 
 Item = tuple[int, int, bytes]  # (time of sending in epoch ms, index of the port in Run.ports, event bytes)
@@ -83,12 +84,13 @@ class Run:
             cfg = dataclasses.replace(cfg, incidents=tuple(out))
         return cfg
 
-    def model(self, index: int) -> tuple[PortModel, Iterator[Emitted]]:
-        """The model of the port `ports[index]`, and its event stream with the faults applied: (time of
-        sending in epoch ms, event bytes) in sending order. Each port's stream depends on nothing but
-        the run's settings and the port, so it is the same whichever process makes it."""
+    def model(self, index: int) -> tuple[PortModel | NativePortModel, Iterator[Emitted]]:
+        """The model of the port `ports[index]` (the compiled one where it is available: the same events),
+        and its event stream with the faults applied: (time of sending in epoch ms, event bytes) in
+        sending order. Each port's stream depends on nothing but the run's settings and the port, so it
+        is the same whichever process makes it."""
         slug = self.ports[index]
-        model = PortModel(self.config(index), self.start_s, self.end_s, self.seed)
+        model = port_model(self.config(index), self.start_s, self.end_s, self.seed)
         model.stats = self.stats  # one tally for the run
         stream: Iterator[Emitted] = model.events()
         if self.faults.any_in_stream:
@@ -101,7 +103,7 @@ class Run:
             stream = with_faults(stream, self.faults, rng, window, self.stats)
         return model, stream
 
-    def models(self) -> list[tuple[PortModel, Iterator[Emitted]]]:
+    def models(self) -> list[tuple[PortModel | NativePortModel, Iterator[Emitted]]]:
         """One model per port, and its event stream with the faults applied."""
         return [self.model(i) for i in range(len(self.ports))]
 

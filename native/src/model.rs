@@ -13,7 +13,6 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 
 const SLOT: f64 = 300.0;
 const SLOTS: usize = 288;
@@ -285,6 +284,9 @@ pub struct PortModel {
     // the run
     heap: BinaryHeap<Entry>,
     seq: u64,
+    pool: Vec<Vec<u8>>,         // spent event buffers
+    out: Vec<u8>,               // the last chunk's buffers, reused
+    ends: Vec<(i64, usize)>,
     free_at: [Vec<f64>; 2],
     booked_queue: [VecDeque<Box<Vehicle>>; 2],
     walkup_queue: [VecDeque<Box<Vehicle>>; 2],
@@ -544,6 +546,14 @@ impl PortModel {
 
     // ---- the vehicles ----------------------------------------------------------------------
 
+    /// An event's buffer back to the pool, for the next event to be written into.
+    fn recycle(&mut self, mut data: Vec<u8>) {
+        if self.pool.len() < 4096 {
+            data.clear();
+            self.pool.push(data);
+        }
+    }
+
     fn push(&mut self, t: f64, item: Item) {
         self.seq += 1;
         self.heap.push(Entry { t, seq: self.seq, item });
@@ -606,25 +616,37 @@ impl PortModel {
         let minute = at.div_euclid(60_000);
         let sub = at.rem_euclid(60_000);
         self.ensure_minute(minute)?;
+        let mut data = self.pool.pop().unwrap_or_default();
         let (day_hh_mm, offset) = &self.minute_text[&minute];
         v.n += 1;
         let s = self.sensor_of(src);
-        let mut data = String::with_capacity(320);
-        let _ = write!(
-            data,
-            "{{\"event_id\":{}-{}\",\"type\":\"{}\",\"ts\":\"{}{:02}.{:03}{}\"{},\"sensor_id\":{}{}}}",
-            v.head,
-            v.n,
-            ETYPES[etype],
-            day_hh_mm,
-            sub / 1000,
-            sub % 1000,
-            offset,
-            v.body,
-            s.json,
-            extra
-        );
-        self.push(t, Item::Emit(ms, data.into_bytes()));
+        let parts: [&[u8]; 6] = [v.head.as_bytes(), ETYPES[etype].as_bytes(), day_hh_mm.as_bytes(), offset.as_bytes(), v.body.as_bytes(), s.json.as_bytes()];
+        data.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + extra.len() + 64);
+        data.extend_from_slice(b"{\"event_id\":");
+        data.extend_from_slice(parts[0]);
+        data.push(b'-');
+        push_uint(&mut data, v.n as u64);
+        data.extend_from_slice(b"\",\"type\":\"");
+        data.extend_from_slice(parts[1]);
+        data.extend_from_slice(b"\",\"ts\":\"");
+        data.extend_from_slice(parts[2]);
+        let (sec, milli) = (sub / 1000, sub % 1000);
+        data.extend_from_slice(&[
+            b'0' + (sec / 10) as u8,
+            b'0' + (sec % 10) as u8,
+            b'.',
+            b'0' + (milli / 100) as u8,
+            b'0' + (milli / 10 % 10) as u8,
+            b'0' + (milli % 10) as u8,
+        ]);
+        data.extend_from_slice(parts[3]);
+        data.push(b'"');
+        data.extend_from_slice(parts[4]);
+        data.extend_from_slice(b",\"sensor_id\":");
+        data.extend_from_slice(parts[5]);
+        data.extend_from_slice(extra.as_bytes());
+        data.push(b'}');
+        self.push(t, Item::Emit(ms, data));
         Some(())
     }
 
@@ -878,7 +900,8 @@ impl PortModel {
 
     /// Run until `limit` events are out or the next one is at or after `horizon_ms`: appends each
     /// event's bytes to `out` and (ms, end offset) to `ends`. None on a failure (in `self.error`).
-    fn run(&mut self, limit: usize, horizon_ms: i64, out: &mut Vec<u8>, ends: &mut Vec<(i64, usize)>) -> Option<()> {
+    /// `joined`: a newline before each event but the first.
+    fn run(&mut self, limit: usize, horizon_ms: i64, joined: bool, out: &mut Vec<u8>, ends: &mut Vec<(i64, usize)>) -> Option<()> {
         if !self.started {
             self.begin()?;
         }
@@ -891,8 +914,12 @@ impl PortModel {
             let Some(Entry { t, item, .. }) = self.heap.pop() else { return Some(()) };
             match item {
                 Item::Emit(ms, data) => {
+                    if joined && !ends.is_empty() {
+                        out.push(b'\n');
+                    }
                     out.extend_from_slice(&data);
                     ends.push((ms, out.len()));
+                    self.recycle(data);
                 }
                 Item::Arrive(booked) => {
                     self.arrive(t, booked)?;
@@ -919,14 +946,40 @@ impl PortModel {
         py: Python<'_>,
         limit: usize,
         horizon_ms: i64,
+        joined: bool,
     ) -> PyResult<(Vec<u8>, Vec<(i64, usize)>)> {
-        let mut out = Vec::with_capacity(limit.min(1 << 16) * 300);
-        let mut ends = Vec::with_capacity(limit.min(1 << 16));
-        let ok = py.detach(|| self.run(limit, horizon_ms, &mut out, &mut ends));
+        // (the caller hands the buffers back with `keep`, so a chunk reuses the last one's memory)
+        let mut out = std::mem::take(&mut self.out);
+        let mut ends = std::mem::take(&mut self.ends);
+        out.clear();
+        ends.clear();
+        let ok = py.detach(|| self.run(limit, horizon_ms, joined, &mut out, &mut ends));
         if ok.is_none() {
             return Err(self.error.take().unwrap_or_else(|| PyRuntimeError::new_err("the compiled model failed")));
         }
         Ok((out, ends))
+    }
+}
+
+/// Decimal digits of n, as `{n}` writes them.
+fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+impl PortModel {
+    fn keep(&mut self, out: Vec<u8>, ends: Vec<(i64, usize)>) {
+        self.out = out;
+        self.ends = ends;
     }
 }
 
@@ -1051,6 +1104,9 @@ impl PortModel {
             minute_text: FxHashMap::default(),
             heap: BinaryHeap::new(),
             seq: 0,
+            pool: Vec::new(),
+            out: Vec::new(),
+            ends: Vec::new(),
             free_at: [free(num("lanes_out")?), free(num("lanes_in")?)],
             booked_queue: [VecDeque::new(), VecDeque::new()],
             walkup_queue: [VecDeque::new(), VecDeque::new()],
@@ -1077,27 +1133,41 @@ impl PortModel {
     /// Up to `limit` events before `horizon_ms` as [(ms, bytes)]; [] when the run is over (or at the horizon).
     #[pyo3(signature = (limit, horizon_ms = i64::MAX))]
     fn take<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64) -> PyResult<Bound<'py, PyList>> {
-        let (out, ends) = self.generate(py, limit, horizon_ms)?;
+        let (out, ends) = self.generate(py, limit, horizon_ms, false)?;
         let mut from = 0;
         let items = ends.iter().map(|&(ms, to)| {
             let b = PyBytes::new(py, &out[from..to]);
             from = to;
             (ms, b)
         });
-        PyList::new(py, items)
+        let list = PyList::new(py, items);
+        self.keep(out, ends);
+        list
     }
 
     /// Up to `limit` events before `horizon_ms`, as [bytes] only (the publisher needs no times).
     #[pyo3(signature = (limit, horizon_ms = i64::MAX))]
     fn take_bytes<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64) -> PyResult<Bound<'py, PyList>> {
-        let (out, ends) = self.generate(py, limit, horizon_ms)?;
+        let (out, ends) = self.generate(py, limit, horizon_ms, false)?;
         let mut from = 0;
         let items = ends.iter().map(|&(_, to)| {
             let b = PyBytes::new(py, &out[from..to]);
             from = to;
             b
         });
-        PyList::new(py, items)
+        let list = PyList::new(py, items);
+        self.keep(out, ends);
+        list
+    }
+
+    /// Up to `limit` events before `horizon_ms`, joined by newlines: (how many, bytes) — one object for a
+    /// model process to send on.
+    #[pyo3(signature = (limit, horizon_ms = i64::MAX))]
+    fn take_joined<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64) -> PyResult<(usize, Bound<'py, PyBytes>)> {
+        let (out, ends) = self.generate(py, limit, horizon_ms, true)?;
+        let got = (ends.len(), PyBytes::new(py, &out));
+        self.keep(out, ends);
+        Ok(got)
     }
 
     /// Whether events remain (the heap holds something to do).
