@@ -152,6 +152,15 @@ def test_a_port_that_never_opens_plans_past_the_cache():
     assert Counter(py.stats) == Counter(rs.stats) and py.stats["vehicles.truck"] > 0
 
 
+@pytest.mark.parametrize("ahead", [7, 8, 9, 10, 17])
+def test_the_eight_day_cache_evicts_as_the_python_one(ahead):
+    """Open only on one date `ahead` days on: next_open plans every day up to it, so the run's first day
+    is still cached, or was evicted and is planned again (drawn again) when the run looks at it."""
+    day = START.date() + timedelta(days=ahead)
+    cfg = config("khorgos", hours=Hours(time(23, 58), time(23, 59), ((day, day),)))
+    same(cfg, START.timestamp(), 1.5, ahead, probe=START.timestamp() + 3600)
+
+
 def test_next_open_before_the_run_draws_as_the_python_one():
     start = datetime.fromisoformat("2024-05-01T22:10:00+08:00").timestamp()
     for probe in (start, start + 3 * 86400 + 7, start + 20 * 86400):  # the last evicts the run's first days
