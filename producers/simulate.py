@@ -137,18 +137,23 @@ async def publish(
     """Publish the run's events; returns how many the broker acknowledged.
 
     Paced (`speed`, or a `pacer` of one's own), the events go out in sending order at their time.
-    At max speed the models run in `processes` child processes (default: by the CPUs), started
-    before connecting so they are under way by then, while this one publishes what they send.
+    At max speed the compiled models run in this process between sends (`ModelsHere`: the least CPU per
+    event, and the CPU is what bounds the rate beside a local broker), unless `processes` asks for child
+    processes or the Python model runs: then the models run in `processes` child processes (default: by
+    the CPUs), started before connecting so they are under way by then, while this one publishes what they send.
     `stop` set ends a run early (an endless one, say); what was sent until then is flushed.
     A broker that goes away is waited for, up to `patience` seconds without an acknowledgement."""
-    from producers.parallel import ModelProcesses
+    from producers.parallel import ModelProcesses, ModelsHere, compiled_here
     from producers.publish import Publisher
 
     if pacer is None and speed is not None:
         pacer = Pacer(speed, int(run.start_s * 1000))
     total = None if run.days == inf else run.days * 86400
     async with contextlib.AsyncExitStack() as stack:
-        chunks = None if pacer is not None else await stack.enter_async_context(ModelProcesses(run, processes))
+        chunks = None
+        if pacer is None:
+            here = processes is None and compiled_here(run)
+            chunks = await stack.enter_async_context(ModelsHere(run) if here else ModelProcesses(run, processes))
         publisher = Publisher(bootstrap, topic, linger_ms=100 if pacer is None else 5, patience=patience)
         await publisher.start()
         try:  # Publisher's own errors (PublishError) say what was acknowledged and what may not be
@@ -186,7 +191,7 @@ async def _publish_paced(run: Run, publisher, pacer: Pacer, update, stop: asynci
 
 
 async def _publish_chunks(run: Run, chunks, publisher, update, stop: asyncio.Event | None) -> None:
-    """The model processes' chunks into Kafka batches as fast as they come."""
+    """The models' chunks into Kafka batches as fast as they come."""
     keys = run.keys
     start_ms = run.start_s * 1000
     length_ms = run.days * 86_400_000
