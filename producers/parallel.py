@@ -208,7 +208,6 @@ def compiled_here(run: Run) -> bool:
     return native_available() and not run.faults.any_in_stream
 
 
-
 class ModelProcesses:
     """`async with ModelProcesses(run) as chunks: async for index, upto_ms, events in chunks: ...`
 

@@ -14,6 +14,7 @@ and the cargo figures' `orjson.dumps(round(x, 1))`, ties included.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import os
@@ -23,6 +24,7 @@ from datetime import datetime, time, timedelta
 from math import inf
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,9 +119,13 @@ def test_every_regime(slug, regime):
 
 @pytest.mark.parametrize(
     ("zone", "start"),
-    [("Europe/Berlin", "2024-03-29T17:00:00"), ("Europe/Berlin", "2024-10-26T00:00:00"),
-     ("America/New_York", "2024-03-09T00:00:00"), ("America/New_York", "2024-11-02T12:30:00"),
-     ("Asia/Kathmandu", "2024-05-01T00:00:00")],  # fmt: skip
+    [
+        ("Europe/Berlin", "2024-03-29T17:00:00"),
+        ("Europe/Berlin", "2024-10-26T00:00:00"),
+        ("America/New_York", "2024-03-09T00:00:00"),
+        ("America/New_York", "2024-11-02T12:30:00"),
+        ("Asia/Kathmandu", "2024-05-01T00:00:00"),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("slug", ["khorgos", "lektse"])
 def test_days_whose_clocks_change(zone, start, slug):
@@ -144,8 +150,9 @@ def test_a_port_closed_for_days_by_an_incident():
 def test_a_port_that_never_opens_plans_past_the_cache():
     never = Hours(time(23, 58), time(23, 59))  # no 5-minute slot falls in it
     cfg = config("burang", hours=never, vehicles_per_day=40.0)
-    py, rs = PortModel(cfg, START.timestamp(), START.timestamp() + 86400, 1), NativePortModel(
-        cfg, START.timestamp(), START.timestamp() + 86400, 1
+    py, rs = (
+        PortModel(cfg, START.timestamp(), START.timestamp() + 86400, 1),
+        NativePortModel(cfg, START.timestamp(), START.timestamp() + 86400, 1),
     )
     assert py.next_open(START.timestamp()) == rs.next_open(START.timestamp()) == inf  # 400 days planned
     assert list(py.events()) == list(rs.events())  # arrivals only: nobody is ever let in
@@ -172,8 +179,12 @@ def test_next_open_before_the_run_draws_as_the_python_one():
 
 def test_lane_and_scanner_incidents():
     t0 = START.timestamp() + 8 * 3600
-    incidents = ((t0, t0 + 6 * 3600, "outbound", 2), (t0 + 3600, t0 + 30 * 3600, "scanners", 1),
-                 (t0 + 86400, t0 + 86400 + 7200, "inbound", 1), (t0 + 2 * 3600, t0 + 5 * 3600, "scanners", 2))  # fmt: skip
+    incidents = (
+        (t0, t0 + 6 * 3600, "outbound", 2),
+        (t0 + 3600, t0 + 30 * 3600, "scanners", 1),
+        (t0 + 86400, t0 + 86400 + 7200, "inbound", 1),
+        (t0 + 2 * 3600, t0 + 5 * 3600, "scanners", 2),
+    )
     same(config("khorgos", incidents=incidents, scanners=3), START.timestamp(), 3, 6)
 
 
@@ -214,7 +225,10 @@ def test_a_run_without_an_end():
 
 
 def test_a_run_of_the_catalogue_with_every_fault_is_the_same_with_either_model(monkeypatch):
-    faults = parse_faults("duplicates=0.01,missed=0.01,offline=3,skew=120,incident=khorgos:outbound-lanes=6@10:00/3h,incident=alashankou:scanners@+2h/90m")
+    faults = parse_faults(
+        "duplicates=0.01,missed=0.01,offline=3,skew=120,"
+        "incident=khorgos:outbound-lanes=6@10:00/3h,incident=alashankou:scanners@+2h/90m"
+    )
     runs = []
     for model in ("python", "compiled"):
         monkeypatch.setenv(native.ENV_VAR, model)
@@ -242,9 +256,17 @@ def configs(draw):
         lanes["outbound"] = 1
     incidents = tuple(
         (start + a * 3600, start + (a + h) * 3600, what, n)
-        for a, h, what, n in draw(st.lists(st.tuples(st.integers(-5, 40), st.integers(1, 30),
-                                                     st.sampled_from(["outbound", "inbound", "scanners"]),
-                                                     st.integers(1, 3)), max_size=3))  # fmt: skip
+        for a, h, what, n in draw(
+            st.lists(
+                st.tuples(
+                    st.integers(-5, 40),
+                    st.integers(1, 30),
+                    st.sampled_from(["outbound", "inbound", "scanners"]),
+                    st.integers(1, 3),
+                ),
+                max_size=3,
+            )
+        )  # fmt: skip
     )
     cfg = dataclasses.replace(
         port_config(CAT[slug], regime=draw(st.sampled_from(["h986", "legacy", "random"]))),
@@ -262,8 +284,12 @@ def configs(draw):
         sampled_share=draw(st.floats(0, 0.5)),
         holding={"outbound": draw(st.sampled_from([inf, 0.0, 3.0, 40.0])), "inbound": inf},
         incidents=incidents,
-        surges=tuple(Surge(start + a * 3600, h, f) for a, h, f in draw(
-            st.lists(st.tuples(st.integers(0, 40), st.floats(0.5, 20), st.floats(0, 5)), max_size=2))),  # fmt: skip
+        surges=tuple(
+            Surge(start + a * 3600, h, f)
+            for a, h, f in draw(
+                st.lists(st.tuples(st.integers(0, 40), st.floats(0.5, 20), st.floats(0, 5)), max_size=2)
+            )
+        ),  # fmt: skip
         skew_seconds={f"{slug}-out-1-exit": draw(st.sampled_from([0.0, 7.25, -3600.0, 1799.999]))},
     )
     return cfg, start, draw(st.floats(0.2, 2.0)), draw(st.integers(0, 2**32))
@@ -278,3 +304,59 @@ def test_random_configurations(case):
     (py, rs), (py_stats, rs_stats) = both(cfg, start, end, seed)
     assert py == rs
     assert py_stats == rs_stats
+
+
+# ---- the publishing paths -----------------------------------------------------------------------
+
+
+def _python_by_port(make, monkeypatch) -> tuple[dict[int, list[bytes]], Counter]:
+    monkeypatch.setenv(native.ENV_VAR, "python")
+    run = make()
+    got: dict[int, list[bytes]] = {}
+    for _, index, data in run.events():
+        got.setdefault(index, []).append(data)
+    monkeypatch.delenv(native.ENV_VAR)
+    return got, Counter(run.stats)
+
+
+async def _chunks(source) -> dict[int, list[bytes]]:
+    got: dict[int, list[bytes]] = {}
+    async with source as chunks:
+        async for index, _upto, events in chunks:
+            got.setdefault(index, []).extend(events)
+    return got
+
+
+@pytest.mark.parametrize("where", ["here", "one process", "three processes"])
+def test_the_chunks_of_compiled_models_are_each_ports_events(where, monkeypatch):
+    from producers.parallel import ModelProcesses, ModelsHere
+
+    def make() -> Run:
+        return Run(CAT, list(CAT), START, 3.0, seed=21)
+
+    want, want_stats = _python_by_port(make, monkeypatch)
+    run = make()
+    source = ModelsHere(run) if where == "here" else ModelProcesses(run, 1 if where == "one process" else 3)
+    assert asyncio.run(_chunks(source)) == want  # each port: the same bytes in the same order
+    assert Counter(run.stats) == want_stats
+
+
+def test_simulate_at_max_speed_publishes_the_python_models_events(kafka, tmp_path, monkeypatch):
+    from simhelpers import run_cli
+
+    from producers.parallel import compiled_here
+    from producers.simulate import publish
+
+    ports = ["khorgos", "lektse", "irkeshtam"]
+    want, want_stats = _python_by_port(lambda: Run(CAT, ports, START, 2.0, seed=22), monkeypatch)
+    run = Run(CAT, ports, START, 2.0, seed=22)
+    assert compiled_here(run)
+    topic = f"native-{random.getrandbits(32):08x}"
+    assert asyncio.run(publish(run, kafka.bootstrap, topic, None, False)) == sum(map(len, want.values()))
+    assert Counter(run.stats) == want_stats
+    out = tmp_path / "published.jsonl"
+    assert run_cli("record", str(out), "--topic", topic, "--bootstrap", kafka.bootstrap) == 0
+    got: dict[int, list[bytes]] = {}
+    for line in out.read_bytes().splitlines():
+        got.setdefault(ports.index(orjson.loads(line)["port"]), []).append(line)
+    assert got == want  # each port's events, in order, once
