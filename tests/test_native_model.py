@@ -214,6 +214,11 @@ def test_classes_without_traffic_and_booked_trucks_only():
     assert py == rs == [] and stats[0] == stats[1] == Counter()
 
 
+def test_cargo_figures_the_compiled_code_leaves_to_python():
+    tally = same(config("khorgos", cargo_per_truck=4e9, regime="random"), START.timestamp(), 1, 16)  # 1e9 t and more
+    assert tally["crossings.truck"] > 0
+
+
 def test_one_direction_only():
     same(config("gyirong", lanes={"outbound": 0, "inbound": 2}), START.timestamp(), 2, 13)
     same(config("gyirong", lanes={"outbound": 3, "inbound": 0}), START.timestamp(), 2, 14)
