@@ -365,3 +365,19 @@ def test_simulate_at_max_speed_publishes_the_python_models_events(kafka, tmp_pat
     for line in out.read_bytes().splitlines():
         got.setdefault(ports.index(orjson.loads(line)["port"]), []).append(line)
     assert got == want  # each port's events, in order, once
+
+
+def test_an_endless_run_at_max_speed_stops_when_told(kafka):
+    from producers.parallel import compiled_here
+    from producers.simulate import publish
+
+    run = Run(CAT, ["khorgos", "burang"], START, inf, seed=23)
+    assert compiled_here(run)
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        return await asyncio.wait_for(publish(run, kafka.bootstrap, f"native-{random.getrandbits(32):08x}", None,
+                                              False, stop=stop), 60)  # fmt: skip
+
+    assert asyncio.run(scenario()) > 10_000
