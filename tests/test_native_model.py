@@ -311,6 +311,16 @@ def test_random_configurations(case):
     assert py_stats == rs_stats
 
 
+def test_without_the_compiled_module_runs_use_the_python_model(monkeypatch):
+    monkeypatch.setattr(native, "_native", None)  # what a plain `pip install .` has
+    assert not native.available() and "not installed" in native.describe()
+    run = Run(CAT, ["lektse"], START, 1.0)
+    assert type(run.model(0)[0]) is PortModel
+    from producers.parallel import compiled_here
+
+    assert not compiled_here(run)  # simulate --speed max: the Python models in child processes
+
+
 # ---- the publishing paths -----------------------------------------------------------------------
 
 
