@@ -23,10 +23,12 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from producers import draws
 from producers.config import PortConfig
 from producers.model import _ENTRY_FACTOR, _FREIGHT, SLOT, SLOTS_PER_DAY, Emitted, PortModel, _json, _Sensor
+from producers.timefmt import TimestampFormatter
 
 try:
     import crossing_monitor_native as _native
@@ -56,6 +58,17 @@ def describe() -> str:
     if compiled() is not None:
         return f"Python port model ({ENV_VAR}=python)"
     return "Python port model (crossing_monitor_native not installed: scripts/setup builds it)"
+
+
+_FORMATTERS: dict[ZoneInfo, TimestampFormatter] = {}
+
+
+def _formatter(tz: ZoneInfo) -> TimestampFormatter:
+    """One formatter per zone for every compiled model: ports of one zone ask for the same hours."""
+    found = _FORMATTERS.get(tz)
+    if found is None:
+        found = _FORMATTERS[tz] = TimestampFormatter(tz)
+    return found
 
 
 def _sensor(s: _Sensor) -> tuple[str, int]:
@@ -106,7 +119,7 @@ class NativePortModel:
         ]
         zeros = [0] * SLOTS_PER_DAY
         last_slot = (SLOTS_PER_DAY - 1) * SLOT
-        fmt, tz = ref._fmt, cfg.tz
+        fmt, tz = _formatter(cfg.tz), cfg.tz
 
         templates: dict[bool, tuple] = {}  # the slots of a day no incident or surge touches, by round the clock
 
@@ -131,7 +144,9 @@ class NativePortModel:
             return datetime.fromtimestamp(t, tz).date().toordinal()
 
         def hours(first: int, count: int) -> list[tuple[str, str] | None]:
-            return [fmt._hour(h) for h in range(first, first + count)]
+            known = fmt._hours  # (the formatter's cache: the ports of a zone ask for the same hours)
+            hours = range(first, first + count)
+            return [fmt._hour(h) if (found := known.get(h, False)) is False else found for h in hours]
 
         def tonnes(x: float) -> str:
             return _json(round(x, 1))
