@@ -189,8 +189,8 @@ class ModelsHere:
     less than a child process spends sending it over a socket and this one reading and splitting it
     again; with the broker on the same two cores the CPU per event bounds the rate. bench/publish,
     150,000 events, a loaded 2-CPU machine, ratio to the bare producer in the same run: Python models
-    in a child process 0.38-0.49, compiled models in a child process 0.57-0.70, compiled models here
-    between sends 0.64-0.96, here on a thread 0.69-0.98."""
+    in a child process 0.34-0.49 (7 runs), compiled models in a child process 0.57-0.70 (2), compiled
+    models here between sends 0.64-0.96 (5), here on a thread 0.69-1.09 (10, median 0.79)."""
 
     AHEAD = 8  # chunks the thread makes per hand-over
 
