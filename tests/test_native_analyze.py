@@ -70,12 +70,12 @@ def test_a_fault_of_the_compiled_fold_on_stdin_is_one_clear_error(messy_file, mo
             analyze_log("-", CATALOGUE)
 
 
-def test_parsing_on_a_second_thread_folds_exactly_the_same(messy_file):
-    """The pipelined fold (analyze uses it when a core is free) against the one-thread fold: chunks of
+def test_folding_on_two_threads_folds_exactly_the_same(messy_file):
+    """The parallel fold (analyze uses it when a core is free) against the one-thread fold: chunks of
     1 MB, and of sizes around the 64 KB below which a chunk stays on one thread, cut inside lines."""
     data = gzip.decompress(messy_file.read_bytes())
     for size in (1 << 20, (1 << 16) - 7, (1 << 16) + 13):
         chunks = [data[i:i + size] for i in range(0, len(data), size)]
-        one, two = native.fold_chunks(chunks, CATALOGUE), native.fold_chunks(chunks, CATALOGUE, pipeline=True)
+        one, two = native.fold_chunks(chunks, CATALOGUE), native.fold_chunks(chunks, CATALOGUE, parallel=True)
         assert two.report() == one.report()
         assert {s: m.to_state() for s, m in two.ports.items()} == {s: m.to_state() for s, m in one.ports.items()}

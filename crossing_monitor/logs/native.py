@@ -55,9 +55,9 @@ def available() -> bool:
 
 
 def a_core_is_free() -> bool:
-    """Whether a second thread would have a core of its own now. Parsing on a second thread takes about a
-    third of the work off the folding one, and costs about a fifth more CPU in all: on a machine whose
-    cores are all busy it only slows the fold down (measured under load: 1.1-1.2 s against 0.73-0.76 s)."""
+    """Whether a second thread would have a core of its own now: the parallel fold splits the work in two
+    halves that wait for each other at the end of each chunk, so on a machine whose cores are all busy a
+    second thread only adds its hand-overs."""
     cores = os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
@@ -89,9 +89,12 @@ def _compiled_fold(catalogue: Catalogue, judge: Callable[[bytes], Any]) -> Any:
 class NativeFold:
     """A log folded by the compiled code: `feed` chunks of its bytes (split anywhere), then `monitor_after()`.
 
-    `pipeline`: parse on a second thread while this one folds (the same result; see `a_core_is_free`)."""
+    `parallel`: parse and fold on two threads (the same result; see `a_core_is_free`); `parallel_from`:
+    (bytes of complete lines in a chunk, events between two lines for Python) from which it does, instead
+    of the compiled defaults (tests lower them to fold even a short log on two threads)."""
 
-    def __init__(self, catalogue: Catalogue, pipeline: bool = False) -> None:
+    def __init__(self, catalogue: Catalogue, parallel: bool = False,
+                 parallel_from: tuple[int, int] | None = None) -> None:
         self.catalogue = catalogue
         self.monitor = Monitor(catalogue, skip_blank=True)
         rejected = self.monitor.rejected
@@ -106,7 +109,9 @@ class NativeFold:
             return result
 
         self._fold = _compiled_fold(catalogue, judge)
-        self._fold.pipeline = pipeline
+        self._fold.parallel = parallel
+        if parallel_from is not None:
+            self._fold.parallel_bytes, self._fold.parallel_run = parallel_from
 
     def feed(self, chunk: bytes) -> None:
         """Fold the complete lines of `chunk`; the rest of its last line waits for the next chunk."""
@@ -155,10 +160,11 @@ def _with_sample_means(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue, pipeline: bool = False) -> Monitor:
+def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue, parallel: bool = False,
+                parallel_from: tuple[int, int] | None = None) -> Monitor:
     """A log's bytes, in chunks split anywhere (even inside a line) -> the Monitor `analyze` reports from:
     equal to folding the same lines with `Monitor(catalogue, skip_blank=True)`."""
-    fold = NativeFold(catalogue, pipeline)
+    fold = NativeFold(catalogue, parallel, parallel_from)
     for chunk in chunks:
         fold.feed(chunk)
     return fold.monitor_after()

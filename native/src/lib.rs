@@ -7,6 +7,7 @@
 //! form; the Python core rebuilds its PortMetrics from it and computes every figure itself.
 
 mod fold;
+mod parallel;
 mod wire;
 
 use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
@@ -18,39 +19,69 @@ use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use wire::{Event, BOOKING_NAMES, CLASS_NAMES, DIRECTION_NAMES, EVENT_TYPES};
 
-/// Names the calendar day of an instant with the port's Python DayClock (one call per quarter hour).
-struct DayOf<'a, 'py> {
-    clock: &'a Bound<'py, PyAny>,
+/// The number of a day's name in the fold's table of names (each name once).
+fn intern(names: &mut Vec<String>, index: &mut FxHashMap<String, u32>, name: String) -> u32 {
+    if let Some(&d) = index.get(&name) {
+        return d;
+    }
+    names.push(name.clone());
+    let d = (names.len() - 1) as u32;
+    index.insert(name, d);
+    d
+}
+
+/// Names the calendar day of an instant: a port's cache per quarter hour, and on a miss `name`
+/// (which asks the Python DayClock); the first error is kept for the caller.
+struct DayOf<'a, N: FnMut(i64) -> PyResult<u32>> {
     cache: &'a mut FxHashMap<i64, u32>,
-    names: &'a mut Vec<String>,
-    index: &'a mut FxHashMap<String, u32>,
+    name: N,
     error: &'a mut Option<PyErr>,
 }
 
-impl Days for DayOf<'_, '_> {
+impl<N: FnMut(i64) -> PyResult<u32>> Days for DayOf<'_, N> {
     fn day(&mut self, ts: i64) -> u32 {
         let quarter = ts.div_euclid(fold::QUARTER);
         if let Some(&d) = self.cache.get(&quarter) {
             return d;
         }
-        let name: String = match self.clock.call1((ts,)).and_then(|v| v.extract()) {
-            Ok(name) => name,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                return 0;
-            }
-        };
-        let d = match self.index.get(&name) {
-            Some(&d) => d,
-            None => {
-                self.names.push(name.clone());
-                let d = (self.names.len() - 1) as u32;
-                self.index.insert(name, d);
+        match (self.name)(ts) {
+            Ok(d) => {
+                self.cache.insert(quarter, d);
                 d
             }
-        };
-        self.cache.insert(quarter, d);
-        d
+            Err(e) => {
+                self.error.get_or_insert(e);
+                0
+            }
+        }
+    }
+}
+
+/// Fold a valid event into a port's state (`port`: None until its first event); false for a
+/// duplicate. `cache` and `name` name its days (see DayOf).
+fn fold_event(
+    port: &mut Option<Port>,
+    generation: &mut u64,
+    cache: &mut FxHashMap<i64, u32>,
+    mut name: impl FnMut(i64) -> PyResult<u32>,
+    ev: &Event,
+) -> PyResult<bool> {
+    if port.as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
+        return Ok(false);
+    }
+    let mut error = None;
+    // The event's own day first, before anything changes (a port is made only once an event folds): the
+    // one call to the Python clock that can be new here (earlier instants' days were named already).
+    DayOf { cache: &mut *cache, name: &mut name, error: &mut error }.day(ev.ts);
+    if let Some(e) = error.take() {
+        return Err(e);
+    }
+    *generation += 1;
+    let port = port.get_or_insert_with(Port::new);
+    port.apply(ev, &mut DayOf { cache, name, error: &mut error });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(true),
     }
 }
 
@@ -68,9 +99,14 @@ struct Fold {
     day_index: FxHashMap<String, u32>,
     pending: Vec<u8>,
     generations: Vec<u64>,
-    /// parse on a second thread (`fold_pipelined`) when a chunk is large enough
+    /// fold on two threads (`fold_parallel`) a chunk of at least `parallel_bytes` bytes of complete lines,
+    /// each run of at least `parallel_run` events between two lines for Python (tests lower them)
     #[pyo3(get, set)]
-    pipeline: bool,
+    parallel: bool,
+    #[pyo3(get, set)]
+    parallel_bytes: usize,
+    #[pyo3(get, set)]
+    parallel_run: usize,
     #[pyo3(get)]
     duplicates: u64,
 }
@@ -135,28 +171,14 @@ impl Fold {
         let Some(&i) = self.slugs.get(&*ev.port) else {
             return Err(PyValueError::new_err(format!("the judge accepted an event of port {:?}", ev.port)));
         };
-        if self.ports[i].as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
-            self.duplicates += 1;
-            return Ok(false);
-        }
-        let mut error = None;
         let clock = self.clocks[i].bind(py);
-        // The event's own day first, before anything changes (a port is made only once it folds): the
-        // one call to the Python clock that can be new here (earlier instants' days were named already).
-        DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error }
-            .day(ev.ts);
-        if let Some(e) = error.take() {
-            return Err(e);
+        let (names, index) = (&mut self.day_names, &mut self.day_index);
+        let name = |ts: i64| -> PyResult<u32> { Ok(intern(names, index, clock.call1((ts,))?.extract()?)) };
+        let folded = fold_event(&mut self.ports[i], &mut self.generations[i], &mut self.day_cache[i], name, ev)?;
+        if !folded {
+            self.duplicates += 1;
         }
-        self.generations[i] += 1;
-        let port = self.ports[i].get_or_insert_with(Port::new);
-        let mut days =
-            DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error };
-        port.apply(ev, &mut days);
-        match error {
-            Some(e) => Err(e),
-            None => Ok(true),
-        }
+        Ok(folded)
     }
 
     fn slug(&self, slug: &str) -> PyResult<usize> {
@@ -164,47 +186,12 @@ impl Fold {
     }
 }
 
-/// Below this many bytes of complete lines a chunk is folded on one thread (a second one would not pay).
-const PIPELINE_BYTES: usize = 1 << 16;
-/// Lines the parsing thread hands over at a time.
-const PARSED_BATCH: usize = 1024;
-
-impl Fold {
-    /// Complete lines folded on two threads: one parses them (the fast path reads only the bytes), the
-    /// calling one, which holds the GIL and owns the state, folds them in their order as they come.
-    fn fold_pipelined(&mut self, py: Python<'_>, body: &[u8]) -> PyResult<()> {
-        let slugs: rustc_hash::FxHashSet<String> = self.slugs.keys().cloned().collect();
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(&[u8], Option<Event>)>>(8);
-            scope.spawn(move || {
-                let mut batch = Vec::with_capacity(PARSED_BATCH);
-                for line in body.split_inclusive(|c| *c == b'\n') {
-                    batch.push((line, wire::fast_event(line, |p| slugs.contains(p))));
-                    if batch.len() == PARSED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
-                        return; // the folding side stopped (an error): nothing more to parse
-                    }
-                }
-                let _ = tx.send(batch);
-            });
-            for batch in rx {
-                for (line, ev) in batch {
-                    self.parsed_line(py, line, ev)?;
-                }
-            }
-            Ok(())
-        })
-    }
-}
-
 impl load::DayNames for (&mut Vec<String>, &mut FxHashMap<String, u32>) {
     fn number(&mut self, name: &str) -> u32 {
-        if let Some(&d) = self.1.get(name) {
-            return d;
+        match self.1.get(name) {
+            Some(&d) => d,
+            None => intern(self.0, self.1, name.to_string()),
         }
-        self.0.push(name.to_string());
-        let d = (self.0.len() - 1) as u32;
-        self.1.insert(name.to_string(), d);
-        d
     }
 }
 
@@ -442,7 +429,9 @@ impl Fold {
             day_index: FxHashMap::default(),
             pending: Vec::new(),
             generations: vec![0; n],
-            pipeline: false,
+            parallel: false,
+            parallel_bytes: parallel::PARALLEL_BYTES,
+            parallel_run: parallel::PARALLEL_RUN,
             duplicates: 0,
         })
     }
@@ -469,8 +458,8 @@ impl Fold {
             None => start,
         };
         let body = &chunk[start..end];
-        if self.pipeline && body.len() >= PIPELINE_BYTES {
-            self.fold_pipelined(py, body)?;
+        if self.parallel && body.len() >= self.parallel_bytes.max(1) {
+            self.fold_parallel(py, body)?;
         } else {
             for line in body.split_inclusive(|c| *c == b'\n') {
                 self.line(py, line)?;
@@ -554,6 +543,12 @@ impl Fold {
     }
 }
 
+/// For tests: (whether the plain reader of the wire format read `line`, whether serde reads the same).
+#[pyfunction]
+fn plain_agrees(line: &[u8]) -> (bool, bool) {
+    wire::plain_agrees(line)
+}
+
 #[pymodule]
 fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FOLD_VERSION", 1)?;
@@ -563,5 +558,6 @@ fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TS_RANGE", (wire::TS_MIN, wire::TS_END))?;
     m.add("STATE_VERSION", 2)?;
     m.add_class::<Fold>()?;
+    m.add_function(wrap_pyfunction!(plain_agrees, m)?)?;
     Ok(())
 }
