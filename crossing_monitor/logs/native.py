@@ -27,6 +27,7 @@ from crossing_monitor.core.clock import DayClock
 from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse, validate
 from crossing_monitor.core.metrics import PortMetrics, mean_seconds
 from crossing_monitor.core.monitor import Monitor, decode_json
+from crossing_monitor.errors import UserError
 
 try:
     import crossing_monitor_native as _native
@@ -34,6 +35,7 @@ except ImportError:  # the optional package is not installed: the Python fold is
     _native = None
 
 ENV_VAR = "CROSSING_MONITOR_FOLD"
+THREADS_VAR = "CROSSING_MONITOR_FOLD_THREADS"  # analyze's fold: 1, 2, or unset (2 when a core is free)
 
 
 def describe() -> str:
@@ -64,6 +66,17 @@ def a_core_is_free() -> bool:
     except OSError:  # not on this platform
         return False
     return cores >= 2 and load <= cores - 1
+
+
+def two_threads() -> bool:
+    """Whether `analyze` folds on two threads: as CROSSING_MONITOR_FOLD_THREADS says (1 or 2), else when
+    a core is free (`a_core_is_free`). A value that is neither is an error the operator sees."""
+    wanted = os.environ.get(THREADS_VAR, "").strip()
+    if wanted in ("1", "2"):
+        return wanted == "2"
+    if wanted:
+        raise UserError(f"{THREADS_VAR}={wanted!r}: say 1 or 2 (or leave it unset: two threads when a core is free)")
+    return a_core_is_free()
 
 
 def _verdict_in(catalogue: Catalogue) -> Callable[[bytes], Event | Rejection]:
