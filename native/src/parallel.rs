@@ -8,7 +8,7 @@
 
 use crate::fold::Port;
 use crate::wire::{self, Event};
-use crate::{fold_event, intern, Fold};
+use crate::{fold_event, intern, lines, Fold};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
@@ -35,7 +35,7 @@ struct Slot<'s> {
 type Names<'s> = Mutex<(&'s mut Vec<String>, &'s mut FxHashMap<String, u32>)>;
 
 fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>> {
-    part.split_inclusive(|c| *c == b'\n')
+    lines(part)
         .map(|line| Parsed {
             line,
             event: wire::fast_event(line, |p| slugs.contains_key(p)).map(|ev| {

@@ -146,14 +146,23 @@ fn plain(line: &[u8]) -> Option<Wire<'_>> {
     // (`from_utf8` would check again, about a third of the cost of reading a line.)
     let line = unsafe { std::str::from_utf8_unchecked(body) };
     let mut i = 1;
+    let mut k = 0; // the field the usual order has next
     loop {
-        let key = string_at(line, i)?;
-        i += key.len() + 2;
-        if line.as_bytes().get(i) != Some(&b':') {
-            return None;
-        }
-        i += 1;
-        let k = key_number(key.as_bytes())?;
+        k = match usual_key_at(&line.as_bytes()[i..], k) {
+            Some(usual) => {
+                i += KEY_TEXTS[usual].len();
+                usual
+            }
+            None => {
+                let key = string_at(line, i)?;
+                i += key.len() + 2;
+                if line.as_bytes().get(i) != Some(&b':') {
+                    return None;
+                }
+                i += 1;
+                key_number(key.as_bytes())?
+            }
+        };
         if seen & (1 << k) != 0 {
             return None; // a duplicate key: the Python core decides
         }
@@ -189,6 +198,7 @@ fn plain(line: &[u8]) -> Option<Wire<'_>> {
             b'}' => break,
             _ => return None,
         }
+        k += 1;
     }
     if i + 1 != line.len() {
         return None; // more after the object than whitespace
@@ -221,6 +231,22 @@ pub fn plain_agrees(line: &[u8]) -> (bool, bool) {
 const RESULT: usize = 9;
 const BOOKED: usize = 10;
 const CARGO: usize = 11;
+
+/// Each key as the usual order writes it, with its quotes and colon, by field number.
+const KEY_TEXTS: [&[u8]; 12] = [
+    b"\"event_id\":", b"\"type\":", b"\"ts\":", b"\"port\":", b"\"lane\":", b"\"direction\":",
+    b"\"vehicle_id\":", b"\"vehicle_class\":", b"\"sensor_id\":", b"\"result\":", b"\"booked\":",
+    b"\"cargo_tonnes\":",
+];
+
+/// The key at the start of `rest` when it is the one the usual order has next (`next`), or, after the
+/// required ones, one of the optional ones: a comparison or three instead of a search and a match.
+fn usual_key_at(rest: &[u8], next: usize) -> Option<usize> {
+    if next < RESULT {
+        return rest.starts_with(KEY_TEXTS[next]).then_some(next);
+    }
+    (RESULT..KEY_TEXTS.len()).find(|&k| rest.starts_with(KEY_TEXTS[k]))
+}
 
 /// The field number of a key `plain` reads (its first nine are required).
 fn key_number(key: &[u8]) -> Option<usize> {
