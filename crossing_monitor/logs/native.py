@@ -59,8 +59,8 @@ def available() -> bool:
 def a_core_is_free() -> bool:
     """Whether a second thread would have a core of its own now: the parallel fold splits the work in two
     halves that wait for each other at the end of each chunk, so on a machine whose cores are all busy a
-    second thread only adds its hand-overs."""
-    cores = os.cpu_count() or 1
+    second thread only adds its hand-overs. Cores: those this process may run on (a container's share)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
     except OSError:  # not on this platform
