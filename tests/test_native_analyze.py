@@ -77,9 +77,15 @@ def test_folding_on_two_threads_folds_exactly_the_same(messy_file):
     data = gzip.decompress(messy_file.read_bytes())
     for size in (1 << 20, (1 << 16) - 7, (1 << 16) + 13):
         chunks = [data[i:i + size] for i in range(0, len(data), size)]
-        one, two = native.fold_chunks(chunks, CATALOGUE), native.fold_chunks(chunks, CATALOGUE, parallel=True)
+        one = native.fold_chunks(chunks, CATALOGUE)
+        fold = native.NativeFold(CATALOGUE, parallel=True)
+        for chunk in chunks:
+            fold.feed(chunk)
+        two = fold.monitor_after()
         assert two.report() == one.report()
         assert {s: m.to_state() for s, m in two.ports.items()} == {s: m.to_state() for s, m in one.ports.items()}
+        if size == 1 << 20:  # at the compiled thresholds, some runs of 1 MB chunks were split
+            assert fold._fold.parallel_runs > 0
 
 
 def test_analyze_folds_on_the_threads_it_is_told_and_gives_the_same_report(messy_file, monkeypatch):

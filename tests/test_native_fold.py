@@ -368,6 +368,7 @@ PLAIN_FORMS = REORDERED + [
     b'{ "event_id"' + GOOD[len(b'{"event_id"'):], GOOD.replace(b'":', b'" :', 1), GOOD.replace(b",", b", ", 1),
     edge(cargo_tonnes="12.50"), edge(cargo_tonnes="0.000"), edge(cargo_tonnes="00.5"), edge(cargo_tonnes="5.e1"),
     edge(cargo_tonnes="999.99999999999999999999"), edge(cargo_tonnes="1" + "0" * 40), edge(cargo_tonnes="+5"),
+    edge(cargo_tonnes="1" + "0" * 400), edge(cargo_tonnes="9999.5"), edge(cargo_tonnes="10000"),
 ]  # fmt: skip
 EDGE_GROUPS = {
     "ts": TS_EDGES, "string": STRING_EDGES, "event_id": EVENT_ID_EDGES, "duplicate_key": DUPLICATE_KEYS,
@@ -378,10 +379,15 @@ EDGES = [(f"{group}{i}", line) for group, lines in EDGE_GROUPS.items() for i, li
 SHORT_EDGES = [line for _, line in EDGES if len(line) < 10_000]
 
 
+ELSEWHERE = [orjson.dumps({**ARRIVED, "event_id": f"else-{i}", "port": "lektse", "vehicle_id": f"v-else-{i}"})
+             for i in range(2)]  # fmt: skip
+
+
 @pytest.mark.parametrize("line", [line for _, line in EDGES], ids=[name for name, _ in EDGES])
 def test_an_edge_line_is_judged_alike(line):
-    """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike."""
-    assert_same_fold(log([*CONTEXT, line, line]), note=f"(line {line[:300]!r})")
+    """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike
+    (with another port's events before each, so that on two threads the runs around it are split)."""
+    assert_same_fold(log([*CONTEXT, ELSEWHERE[0], line, ELSEWHERE[1], line]), note=f"(line {line[:300]!r})")
 
 
 def test_the_plain_reader_reads_every_line_as_serde_does_and_the_simulators_lines_itself():
@@ -399,6 +405,60 @@ def test_the_plain_reader_reads_every_line_as_serde_does_and_the_simulators_line
 @given(raw=fuzzed_messages())
 def test_the_plain_reader_reads_any_message_as_serde_does(raw):
     assert plain_agrees(raw)[1]
+
+
+@st.composite
+def compact_lines(draw) -> bytes:
+    """An event in the compact form the plain reader reads (orjson's), its cargo any digit string, then up
+    to three bytes deleted, inserted or replaced anywhere."""
+    base = dict(draw(st.sampled_from([ARRIVED, ENTERED, SCANNED, EXITED])))
+    keys = list(base)
+    line = bytearray(orjson.dumps({k: base[k] for k in draw(st.permutations(keys))}))
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([1, 2, 4, 5, 16, 17, 308, 309, 310, 400]))
+        digits = draw(st.sampled_from("123456789")) + draw(st.text("0123456789", min_size=size - 1, max_size=size - 1))
+        digits += draw(st.sampled_from(["", ".5", ".0000000000000000000000001"]))
+        line = bytearray(edge(EXITED, cargo_tonnes=digits))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(line)))
+        byte = draw(st.sampled_from([*b'"{}:,.\\ 0123456789-+eE\t\r\x7f\x00', 0xC3, 0xA9, ord("a")]))
+        match draw(st.sampled_from(["delete", "insert", "replace"])):
+            case "delete" if at < len(line):
+                del line[at]
+            case "replace" if at < len(line):
+                line[at] = byte
+            case _:
+                line.insert(at, byte)
+    return bytes(line)
+
+
+@examples(400)
+@given(line=compact_lines())
+def test_a_compact_line_with_a_few_bytes_changed_is_read_and_folded_alike(line):
+    assert plain_agrees(line)[1], line
+    assert_same_fold(log([*CONTEXT, ELSEWHERE[0], line, ELSEWHERE[1]]), note=f"(line {line!r})")
+
+
+def test_an_error_on_a_folding_thread_comes_out_and_leaves_the_fold_unusable():
+    """A port's Python clock fails while two threads fold: its error reaches the caller (no hang, no panic),
+    and the fold refuses to go on or to give a state that no fold in log order could have."""
+    from crossing_monitor.core.clock import DayClock
+
+    slugs = list(CATALOGUE)
+    timezones = [CATALOGUE[s].timezone for s in slugs]
+
+    def broken(ts: int) -> str:
+        raise RuntimeError("the lektse clock broke")
+
+    clocks = [broken if s == "lektse" else DayClock(tz).day for s, tz in zip(slugs, timezones, strict=True)]
+    fold = _native.Fold(slugs, timezones, clocks, lambda line: None)
+    fold.parallel, fold.parallel_bytes, fold.parallel_run = True, 1, 2
+    data = log(Run(CATALOGUE, ["khorgos", "lektse"], MESSY_START, 0.5, seed=2).lines())
+    with pytest.raises(RuntimeError, match="the lektse clock broke"):
+        fold.feed(data)
+    for again in (lambda: fold.feed(b""), fold.finish, fold.states, lambda: fold.state("khorgos")):
+        with pytest.raises(ValueError, match="this fold failed before"):
+            again()
 
 
 @examples(300)

@@ -109,6 +109,11 @@ struct Fold {
     parallel_run: usize,
     #[pyo3(get)]
     duplicates: u64,
+    /// runs of events folded on two threads (tests: that the split happened)
+    #[pyo3(get)]
+    parallel_runs: u64,
+    /// why `feed`/`finish` failed: the state is then no fold's, and is never read
+    failed: Option<String>,
 }
 
 /// The lines of `body`, each with its newline (the last one without, when `body` does not end with one):
@@ -206,6 +211,53 @@ impl Fold {
             self.duplicates += 1;
         }
         Ok(folded)
+    }
+
+    /// `feed`'s work (see there).
+    fn feed_chunk(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
+        let mut start = 0;
+        if !self.pending.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                None => {
+                    self.pending.extend_from_slice(chunk);
+                    return Ok(());
+                }
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.extend_from_slice(&chunk[..=i]);
+                    self.line(py, &line)?;
+                    start = i + 1;
+                }
+            }
+        }
+        let end = match memchr::memrchr(b'\n', &chunk[start..]) {
+            Some(i) => start + i + 1,
+            None => start,
+        };
+        let body = &chunk[start..end];
+        if self.parallel && body.len() >= self.parallel_bytes.max(1) {
+            self.fold_parallel(py, body)?;
+        } else {
+            for line in lines(body) {
+                self.line(py, line)?;
+            }
+        }
+        self.pending.extend_from_slice(&chunk[end..]);
+        Ok(())
+    }
+
+    fn usable(&self) -> PyResult<()> {
+        match &self.failed {
+            Some(why) => Err(PyValueError::new_err(format!("this fold failed before ({why}): fold the log again"))),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_on(&mut self, folded: PyResult<()>) -> PyResult<()> {
+        if let Err(e) = &folded {
+            self.failed = Some(e.to_string());
+        }
+        folded
     }
 
     fn slug(&self, slug: &str) -> PyResult<usize> {
@@ -337,7 +389,10 @@ fn state<'py>(
     s.set_item("scans", port.scans)?;
     s.set_item("flagged", port.flagged)?;
     let days = PyDict::new(py);
-    for (d, day) in &port.days {
+    let mut by_name: Vec<(&str, &fold::Day)> =
+        port.days.iter().map(|(d, day)| (day_names.get(*d as usize).map_or("", String::as_str), day)).collect();
+    by_name.sort_unstable_by_key(|(name, _)| *name); // (the numbers follow the order days were first named in)
+    for (name, day) in by_name {
         let o = PyDict::new(py);
         o.set_item("crossings", day.crossings)?;
         o.set_item("cargo_g", day.cargo_g)?;
@@ -350,7 +405,7 @@ fn state<'py>(
         o.set_item("clearance", clearance(py, &day.clearance)?)?;
         o.set_item("scans", day.scans)?;
         o.set_item("flagged", day.flagged)?;
-        days.set_item(day_names.get(*d as usize).map_or("", String::as_str), o)?;
+        days.set_item(name, o)?;
     }
     s.set_item("days", days)?;
     s.set_item("inspection", means_by_class(py, &port.inspection)?)?;
@@ -460,49 +515,28 @@ impl Fold {
             parallel_bytes: parallel::PARALLEL_BYTES,
             parallel_run: parallel::PARALLEL_RUN,
             duplicates: 0,
+            parallel_runs: 0,
+            failed: None,
         })
     }
 
     /// Fold the complete lines of `chunk` (the part after its last newline waits for the next chunk).
+    /// After an error (a clock or the judge failed) the fold is unusable: two threads may have folded
+    /// past the failing event, so its state is no fold's.
     fn feed(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
-        let mut start = 0;
-        if !self.pending.is_empty() {
-            match memchr::memchr(b'\n', chunk) {
-                None => {
-                    self.pending.extend_from_slice(chunk);
-                    return Ok(());
-                }
-                Some(i) => {
-                    let mut line = std::mem::take(&mut self.pending);
-                    line.extend_from_slice(&chunk[..=i]);
-                    self.line(py, &line)?;
-                    start = i + 1;
-                }
-            }
-        }
-        let end = match memchr::memrchr(b'\n', &chunk[start..]) {
-            Some(i) => start + i + 1,
-            None => start,
-        };
-        let body = &chunk[start..end];
-        if self.parallel && body.len() >= self.parallel_bytes.max(1) {
-            self.fold_parallel(py, body)?;
-        } else {
-            for line in lines(body) {
-                self.line(py, line)?;
-            }
-        }
-        self.pending.extend_from_slice(&chunk[end..]);
-        Ok(())
+        self.usable()?;
+        let folded = self.feed_chunk(py, chunk);
+        self.failed_on(folded)
     }
 
     /// The last line, when the log does not end with a newline.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.line(py, &line)?;
-        }
-        Ok(())
+        self.usable()?;
+        let folded = match std::mem::take(&mut self.pending) {
+            line if line.is_empty() => Ok(()),
+            line => self.line(py, &line),
+        };
+        self.failed_on(folded)
     }
 
     /// One message of the live worker (a blank one is malformed): None when it was folded in, the
@@ -540,6 +574,7 @@ impl Fold {
     /// `reading`: only what its figures are read from.
     #[pyo3(signature = (slug, reading = false))]
     fn state<'py>(&self, py: Python<'py>, slug: &str, reading: bool) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.usable()?;
         let i = self.slug(slug)?;
         match &self.ports[i] {
             None => Ok(None),
@@ -559,6 +594,7 @@ impl Fold {
 
     /// [(slug, state)] of every port that folded an event, in catalogue order.
     fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.usable()?;
         let out = PyList::empty(py);
         for (i, port) in self.ports.iter().enumerate() {
             if let Some(port) = port {

@@ -8,7 +8,7 @@
 
 use crate::fold::Port;
 use crate::wire::{self, Event};
-use crate::{fold_event, intern, lines, Fold};
+use crate::{fold_event, intern, is_blank, lines, Fold};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
@@ -101,10 +101,12 @@ impl Fold {
         parsed.extend(rest);
         let mut start = 0;
         while start < parsed.len() {
-            let end = parsed[start..].iter().position(|p| p.event.is_none()).map_or(parsed.len(), |k| start + k);
+            // a run ends at a line for the Python core (blank lines are no messages: they stay in it)
+            let for_python = |p: &Parsed| p.event.is_none() && !is_blank(p.line);
+            let end = parsed[start..].iter().position(for_python).map_or(parsed.len(), |k| start + k);
             self.fold_run(py, &parsed[start..end])?;
             if end < parsed.len() {
-                self.parsed_line(py, parsed[end].line, None)?; // a blank line, or one for the Python core
+                self.parsed_line(py, parsed[end].line, None)?;
             }
             start = end + 1;
         }
@@ -119,7 +121,8 @@ impl Fold {
                 counts[*i] += 1;
             }
         }
-        let owner = if run.len() >= self.parallel_run.max(2) { split(&counts) } else { None };
+        let events: usize = counts.iter().sum();
+        let owner = if events >= self.parallel_run.max(2) { split(&counts) } else { None };
         let Some(owner) = owner else {
             for p in run {
                 if let Some((ev, _)) = &p.event {
@@ -145,6 +148,9 @@ impl Fold {
                 (folded, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         });
+        self.parallel_runs += 1;
+        // Either thread's error fails the whole fold (`feed` makes it unusable): the other one may have
+        // folded past the failing event, as one thread would not have.
         self.duplicates += a? + b?;
         Ok(())
     }

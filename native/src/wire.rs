@@ -276,14 +276,16 @@ fn string_at(line: &str, i: usize) -> Option<&str> {
     Some(&line[i + 1..i + 1 + len])
 }
 
-/// `(0|[1-9][0-9]*)(\.[0-9]+)?`: a JSON number without sign or exponent, which Rust's correctly rounded
-/// `parse` reads as serde_json's (float_roundtrip) does.
+/// `(0|[1-9][0-9]{0,3})(\.[0-9]+)?`: a JSON number without sign or exponent, below 10,000 (so finite:
+/// serde refuses a number too large for a float, where `parse` gives infinity), which Rust's correctly
+/// rounded `parse` reads as serde_json's (float_roundtrip) does.
 fn is_plain_decimal(n: &[u8]) -> bool {
     let (int, frac) = match n.iter().position(|&c| c == b'.') {
         Some(p) => (&n[..p], Some(&n[p + 1..])),
         None => (n, None),
     };
-    let int_ok = !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int.len() == 1 || int[0] != b'0');
+    let int_ok =
+        (1..=4).contains(&int.len()) && int.iter().all(u8::is_ascii_digit) && (int.len() == 1 || int[0] != b'0');
     int_ok && frac.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit))
 }
 
