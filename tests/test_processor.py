@@ -698,15 +698,16 @@ def test_a_huge_control_byte_payload_makes_a_dead_letter_that_fits():
     assert r.processor.rejected()["malformed"] == 1
 
 
-def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkeypatch, fold):
-    raw = sample_lines()
-    poison = b"{truncated"  # a line each fold hands to the Python core, which raises on it here
-    at = raw.index(poison)
+POISON = b"{truncated"  # a line each fold hands to the Python core (sample_lines has it)
+
+
+def poisoned_rig(monkeypatch: pytest.MonkeyPatch, fold: str, error: BaseException) -> Rig:
+    """A rig whose fold raises `error` on POISON, in the Python core's judge of either fold."""
 
     def raising(judge):
         def flaky(line: bytes | str, *rest):
-            if line == poison:
-                raise OverflowError("cannot convert float infinity to integer")
+            if line == POISON:
+                raise error
             return judge(line, *rest)
 
         return flaky
@@ -717,6 +718,13 @@ def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkey
     part = r.processor.state_for(0)
     if fold == "python":
         monkeypatch.setattr(part.monitor, "process_decoded", raising(part.monitor.process_decoded))
+    return r
+
+
+def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkeypatch, fold):
+    raw = sample_lines()
+    at = raw.index(POISON)
+    r = poisoned_rig(monkeypatch, fold, OverflowError("cannot convert float infinity to integer"))
     assert run(r.processor.handle(batch(records(raw))))
     run(r.processor.tick())
     letters = [orjson.loads(v) for _, v in r.letters.acked]
@@ -727,6 +735,13 @@ def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkey
     expected["rejected"]["invalid"] += 1
     assert report(r.processor) == expected
     assert [x["offset"] for x in letters] == sorted(x["offset"] for x in letters)  # in the records' order
+
+
+def test_an_interrupt_during_a_fold_is_not_taken_for_a_bad_record(monkeypatch, fold):
+    r = poisoned_rig(monkeypatch, fold, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run(r.processor.handle(batch(records(sample_lines()))))
+    assert r.processor.fold_errors == 0 and r.processor.partitions[0].dead_letters == {}
 
 
 def test_the_exporter_reads_every_state_before_a_rebalance_drops_them():

@@ -642,6 +642,8 @@ impl Fold {
                 Ok(Ok(Judged::Folded)) => {}
                 Ok(Ok(Judged::Duplicate)) => duplicates += 1,
                 Ok(Ok(Judged::Rejected(rejection))) => rejected.append((index, rejection))?,
+                // as `except Exception` in Processor.fold: KeyboardInterrupt and the like go through
+                Ok(Err(e)) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => return Err(e),
                 Ok(Err(e)) => rejected.append((index, e.into_value(py)))?,
                 Err(panic) => rejected.append((index, panic_message(&*panic)))?,
             }
