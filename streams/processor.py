@@ -283,6 +283,8 @@ class Processor:
         the offsets, the routing and the fold; here only what it hands back: (skipped, forwarded)."""
         partition = part.partition
         records = batch.records
+        if type(records) is not list:  # the compiled call reads a list (a fetch's records are one)
+            records = list(records)
         routes = self._routes(partition)
         next_offset, skipped, gaps, forwards, rejected = fold_batch(records, part.next_offset, routes, FORWARDED)
         for start, end in gaps:

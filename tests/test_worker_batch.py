@@ -95,7 +95,7 @@ def fold_all(p: Processor, partition: int, batches: list[list[Record]], caplog: 
     part = p.state_for(partition)
     with caplog.at_level(logging.INFO, logger="crossing_monitor.worker"):
         for recs in batches:
-            p.fold(part, Batch(partition, recs, 1))
+            p.fold(part, Batch(partition, recs if len(recs) % 2 else tuple(recs), 1))  # any sequence
     return [r.getMessage() for r in caplog.records]
 
 
