@@ -604,7 +604,160 @@ impl Fold {
         }
         Ok(out)
     }
+
+    // ---- the live worker's batch (Processor.fold): one call per fetched batch --------------------
+
+    /// A fetched batch of one partition's records (objects with `offset` and `value`) folded in one
+    /// call, with the bookkeeping of `Processor.fold`'s loop: a record below `next_offset` is skipped,
+    /// a jump in offsets kept as a gap, a record whose catalogue port belongs on another partition
+    /// (`routes`: slug -> partition) and that has no `header` among its `headers` (read only then) is
+    /// left for forwarding, every other one judged and folded. `port_of(raw)`: the `port` of a message
+    /// the fast path left to Python (a JSON object's str, else None), asked only when `routes` has one.
+    /// Returns (next_offset, skipped, gaps [(from, to)], forwards [(index, partition)],
+    /// rejected [(index, Rejection, or the exception of a fold that raised, or a panic's message)],
+    /// duplicates): only what Python acts on.
+    fn batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+        next_offset: i64,
+        routes: &Bound<'py, PyDict>,
+        header: &str,
+        port_of: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut away: Vec<i64> = vec![-1; self.slug_names.len()];
+        for (slug, target) in routes.iter() {
+            if let Some(&i) = self.slugs.get(slug.extract::<&str>()?) {
+                away[i] = target.extract()?;
+            }
+        }
+        let routing = away.iter().any(|t| *t >= 0);
+        let (gaps, forwards, rejected) = (PyList::empty(py), PyList::empty(py), PyList::empty(py));
+        let (mut skipped, mut duplicates, mut next) = (0u64, 0u64, next_offset);
+        let (offset_attr, value_attr) = (pyo3::intern!(py, "offset"), pyo3::intern!(py, "value"));
+        for (index, record) in records.iter().enumerate() {
+            let offset: i64 = record.getattr(offset_attr)?.extract()?;
+            if offset != next {
+                if offset < next {
+                    skipped += 1;
+                    continue;
+                }
+                gaps.append((next, offset))?;
+            }
+            next = offset + 1;
+            let value = record.getattr(value_attr)?;
+            let owned: Vec<u8>;
+            let raw: &[u8] = if value.is_none() {
+                b""
+            } else if let Ok(bytes) = value.cast::<PyBytes>() {
+                bytes.as_bytes()
+            } else {
+                owned = message_bytes(&value)?;
+                &owned
+            };
+            let slugs = &self.slugs;
+            let fast = wire::fast_event(raw, |p| slugs.contains_key(p));
+            if routing {
+                let target = match &fast {
+                    Some(ev) => self.slugs.get(&*ev.port).map_or(-1, |&i| away[i]),
+                    None => {
+                        let port = port_of.call1((PyBytes::new(py, raw),))?;
+                        match port.extract::<&str>() {
+                            Ok(port) => self.slugs.get(port).map_or(-1, |&i| away[i]),
+                            Err(_) => -1,
+                        }
+                    }
+                };
+                if target >= 0 && !carries(&record, header)? {
+                    forwards.append((index, target))?;
+                    continue;
+                }
+            }
+            let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.judged(py, raw, fast)));
+            match folded {
+                Ok(Ok(Judged::Folded)) => {}
+                Ok(Ok(Judged::Duplicate)) => duplicates += 1,
+                Ok(Ok(Judged::Rejected(rejection))) => rejected.append((index, rejection))?,
+                // as `except Exception` in Processor.fold: KeyboardInterrupt and the like go through
+                Ok(Err(e)) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => return Err(e),
+                Ok(Err(e)) => rejected.append((index, e.into_value(py)))?,
+                Err(panic) => rejected.append((index, panic_message(&*panic)))?,
+            }
+        }
+        PyTuple::new(
+            py,
+            [
+                next.into_pyobject(py)?.into_any(),
+                skipped.into_pyobject(py)?.into_any(),
+                gaps.into_any(),
+                forwards.into_any(),
+                rejected.into_any(),
+                duplicates.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
 }
+
+/// What became of a message the worker's batch did not forward.
+enum Judged<'py> {
+    Folded,
+    Duplicate,
+    Rejected(Bound<'py, PyAny>),
+}
+
+impl Fold {
+    /// `message`'s verdict, for `batch`: the fast path's event (`fast`) or the judge's, folded in.
+    fn judged<'py>(&mut self, py: Python<'py>, raw: &[u8], fast: Option<Event>) -> PyResult<Judged<'py>> {
+        let ev = match fast {
+            Some(ev) => ev,
+            None => {
+                let verdict = self.judge.bind(py).call1((PyBytes::new(py, raw),))?;
+                if verdict.len()? != 12 {
+                    return Ok(Judged::Rejected(verdict));
+                }
+                event_from_python(&verdict)?
+            }
+        };
+        Ok(if self.event(py, &ev)? { Judged::Folded } else { Judged::Duplicate })
+    }
+}
+
+/// A record's value that is not bytes as the bytes the fold reads (a str's lone surrogates kept, as
+/// invalid UTF-8: malformed, as NativeMonitor's `_as_bytes` makes them).
+fn message_bytes(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if value.is_instance_of::<pyo3::types::PyString>() {
+        return value.call_method1("encode", ("utf-8", "surrogatepass"))?.extract();
+    }
+    value.py().get_type::<PyBytes>().call1((value,))?.extract()
+}
+
+/// Whether a record's `headers` (absent: none) name `header`, as `Processor._route` asks.
+fn carries(record: &Bound<'_, PyAny>, header: &str) -> PyResult<bool> {
+    let headers = match record.getattr(pyo3::intern!(record.py(), "headers")) {
+        Ok(h) => h,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(record.py()) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if headers.is_none() || !headers.is_truthy()? {
+        return Ok(false);
+    }
+    for item in headers.try_iter()? {
+        if item?.get_item(0)?.eq(header)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The message a panic carried (the Python side raises it as a NativeFault).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+// ---- end of the worker's batch ---------------------------------------------------------------------
 
 /// For tests: (whether the plain reader of the wire format read `line`, whether serde reads the same).
 #[pyfunction]
