@@ -221,9 +221,29 @@ class Processor:
         so the committed offset may lag the checkpoint without anything being counted twice. The
         caller has made sure the batch does not start past the state (see `read_past`).
 
-        The hot loop of the worker: per record only what the record needs (its offset, one decode,
-        its port's home looked up once per batch, the core's fold); counters are added per batch.
+        The hot loop of the worker. With the compiled fold, the whole batch is one call into it
+        (`_fold_compiled`); with the Python core, one loop here (`_fold_each`), per record only what
+        the record needs (its offset, one decode, its port's home looked up once per batch, the core's
+        fold). Either way the same records are skipped, forwarded, folded and dead-lettered.
         """
+        compiled = getattr(part.monitor, "fold_batch", None)
+        if compiled is not None:
+            skipped, forwarded = self._fold_compiled(part, batch, compiled)
+        else:
+            skipped, forwarded = self._fold_each(part, batch)
+        folded = len(batch.records) - skipped
+        if folded and not part.unsaved:
+            part.unsaved_since = self.clock()
+            if part.dirty_since is None:
+                part.dirty_since = part.unsaved_since
+        part.unsaved += folded
+        self.events_skipped += skipped
+        self.events_forwarded += forwarded
+        self.batches_folded += 1
+        self.events_processed += folded
+
+    def _fold_each(self, part: PartitionState, batch: Batch) -> tuple[int, int]:
+        """The batch folded record by record into a Python Monitor; (skipped, forwarded)."""
         partition = part.partition
         monitor = part.monitor
         process = monitor.process_decoded
@@ -237,8 +257,7 @@ class Processor:
                 if offset < next_offset:
                     skipped += 1
                     continue
-                self.offsets_missing += offset - next_offset
-                log.info("partition %d: no records at offsets %d-%d; going on", partition, next_offset, offset - 1)
+                self._missing(partition, next_offset, offset)
             next_offset = offset + 1
             raw = record.value
             if raw is None:
@@ -253,23 +272,57 @@ class Processor:
             try:
                 result = process(raw, obj)
             except Exception as exc:  # noqa: BLE001 - no record may stop the worker (SPEC §1)
-                self.fold_errors += 1
-                log.exception("partition %d offset %d: fold failed; dead-lettered", partition, offset)
-                monitor.rejected["invalid"] += 1
-                result = Rejection("invalid", f"{type(exc).__name__}: {exc}")
+                result = self._fold_failed(part, offset, exc)
             if type(result) is Rejection and result.reason != "duplicate":
                 dead_letters[offset] = dead_letter(self.topic, partition, offset, raw, result.reason, result.detail)
-        folded = len(batch.records) - skipped
         part.next_offset = next_offset
-        if folded and not part.unsaved:
-            part.unsaved_since = self.clock()
-            if part.dirty_since is None:
-                part.dirty_since = part.unsaved_since
-        part.unsaved += folded
-        self.events_skipped += skipped
-        self.events_forwarded += forwarded
-        self.batches_folded += 1
-        self.events_processed += folded
+        return skipped, forwarded
+
+    def _fold_compiled(self, part: PartitionState, batch: Batch, fold_batch: Callable[..., Any]) -> tuple[int, int]:
+        """The batch folded by one call into the compiled fold (`NativeMonitor.fold_batch`), which does
+        the offsets, the routing and the fold; here only what it hands back: (skipped, forwarded)."""
+        partition = part.partition
+        records = batch.records
+        if type(records) is not list:  # the compiled call reads a list (a fetch's records are one)
+            records = list(records)
+        routes = self._routes(partition)
+        next_offset, skipped, gaps, forwards, rejected = fold_batch(records, part.next_offset, routes, FORWARDED)
+        for start, end in gaps:
+            self._missing(partition, start, end)
+        for index, target in forwards:
+            record = records[index]
+            part.forwards[record.offset] = (target, record.value)  # never None: b"" is no JSON object
+        dead_letters = part.dead_letters
+        for index, verdict in rejected:
+            record = records[index]
+            offset = record.offset
+            raw = record.value
+            if raw is None:
+                raw = b""
+            if type(verdict) is not Rejection:
+                verdict = self._fold_failed(part, offset, verdict)
+            if verdict.reason != "duplicate":
+                dead_letters[offset] = dead_letter(self.topic, partition, offset, raw, verdict.reason, verdict.detail)
+        part.next_offset = next_offset
+        return skipped, len(forwards)
+
+    def _missing(self, partition: int, start: int, end: int) -> None:
+        """Offsets start..end-1 came in no record (transaction markers, compaction): counted, logged."""
+        self.offsets_missing += end - start
+        log.info("partition %d: no records at offsets %d-%d; going on", partition, start, end - 1)
+
+    def _fold_failed(self, part: PartitionState, offset: int, exc: BaseException) -> Rejection:
+        """A record whose fold raised: counted, logged with its traceback, rejected as invalid."""
+        self.fold_errors += 1
+        log.error("partition %d offset %d: fold failed; dead-lettered", part.partition, offset, exc_info=exc)
+        part.monitor.rejected["invalid"] += 1
+        return Rejection("invalid", f"{type(exc).__name__}: {exc}")
+
+    def _routes(self, partition: int) -> dict[str, int]:
+        """{catalogue port: partition} of the ports whose events belong on another partition than this one."""
+        if self.home is None:
+            return {}
+        return {slug: target for slug in self.slugs if (target := self._away(slug, partition)) is not None}
 
     def _route(self, routes: dict[str, int | None], partition: int, port: Any, record: Any) -> int | None:
         """`misrouted` for a decoded JSON object's `port`, its home looked up once per batch (`routes`)."""

@@ -11,6 +11,7 @@ import pytest
 from messy import messy_log
 
 from crossing_monitor.core.catalogue import load_catalogue
+from crossing_monitor.errors import UserError
 from crossing_monitor.logs import native
 from crossing_monitor.logs.analyze import analyze_log
 from crossing_monitor.logs.files import LogError
@@ -70,12 +71,37 @@ def test_a_fault_of_the_compiled_fold_on_stdin_is_one_clear_error(messy_file, mo
             analyze_log("-", CATALOGUE)
 
 
-def test_parsing_on_a_second_thread_folds_exactly_the_same(messy_file):
-    """The pipelined fold (analyze uses it when a core is free) against the one-thread fold: chunks of
+def test_folding_on_two_threads_folds_exactly_the_same(messy_file):
+    """The parallel fold (analyze uses it when a core is free) against the one-thread fold: chunks of
     1 MB, and of sizes around the 64 KB below which a chunk stays on one thread, cut inside lines."""
     data = gzip.decompress(messy_file.read_bytes())
     for size in (1 << 20, (1 << 16) - 7, (1 << 16) + 13):
         chunks = [data[i:i + size] for i in range(0, len(data), size)]
-        one, two = native.fold_chunks(chunks, CATALOGUE), native.fold_chunks(chunks, CATALOGUE, pipeline=True)
+        one = native.fold_chunks(chunks, CATALOGUE)
+        fold = native.NativeFold(CATALOGUE, parallel=True)
+        for chunk in chunks:
+            fold.feed(chunk)
+        two = fold.monitor_after()
         assert two.report() == one.report()
         assert {s: m.to_state() for s, m in two.ports.items()} == {s: m.to_state() for s, m in one.ports.items()}
+        if size == 1 << 20:  # at the compiled thresholds, some runs of 1 MB chunks were split
+            assert fold._fold.parallel_runs > 0
+
+
+def test_analyze_folds_on_the_threads_it_is_told_and_gives_the_same_report(messy_file, monkeypatch):
+    reports = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(native.THREADS_VAR, threads)
+        assert native.two_threads() is (threads == "2")
+        reports[threads] = analyze_log(str(messy_file), CATALOGUE)
+    assert reports["2"] == reports["1"]
+
+
+def test_unset_threads_follow_a_free_core_and_a_bad_value_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv(native.THREADS_VAR, raising=False)
+    for free in (True, False):
+        monkeypatch.setattr(native, "a_core_is_free", lambda free=free: free)
+        assert native.two_threads() is free
+    monkeypatch.setenv(native.THREADS_VAR, "4")
+    with pytest.raises(UserError, match="CROSSING_MONITOR_FOLD_THREADS='4': say 1 or 2"):
+        native.two_threads()

@@ -31,7 +31,7 @@ from test_properties import OFFSETS, START, _ts, messy_logs
 from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.core.events import EVENT_TYPES
 from crossing_monitor.core.monitor import Monitor
-from crossing_monitor.logs.native import fold_chunks
+from crossing_monitor.logs.native import _native, fold_chunks
 from producers.faults import Faults
 from producers.run import Run
 
@@ -91,10 +91,14 @@ def assert_same_fold(
     data: bytes, chunks: Iterable[bytes] | None = None, want: dict | None = None, note: str = ""
 ) -> None:
     """fold_chunks(chunks) agrees with the reference on `data` (chunks: the whole log in one piece by default;
-    `want`: the reference's snapshot when it is already known; `note`: said when they disagree)."""
-    got = snapshot(fold_chunks(iter([data] if chunks is None else chunks), CATALOGUE))
-    diff = first_difference(got, snapshot(reference(data)) if want is None else want)
-    assert diff is None, f"{diff} {note}"
+    `want`: the reference's snapshot when it is already known; `note`: said when they disagree), on one
+    thread and on two (every chunk and every run of two events or more split between the threads)."""
+    chunks = [data] if chunks is None else list(chunks)
+    want = snapshot(reference(data)) if want is None else want
+    for parallel in (False, True):
+        got = snapshot(fold_chunks(iter(chunks), CATALOGUE, parallel, parallel_from=(1, 2)))
+        diff = first_difference(got, want)
+        assert diff is None, f"{diff} {note}{' (two threads)' if parallel else ''}"
 
 
 def log(lines: Iterable[bytes], end: bytes = b"\n") -> bytes:
@@ -106,6 +110,8 @@ def cut(data: bytes, at: Iterable[int]) -> list[bytes]:
     bounds = [0, *sorted(at), len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
+
+plain_agrees = _native.plain_agrees if _native is not None else None
 
 # ---- a) generated event sequences -----------------------------------------------------------
 
@@ -350,19 +356,109 @@ WHOLE_LINES = [
     json.dumps(EXITED | {"event_id": "nan", "cargo_tonnes": float("nan")}).encode(),  # NaN: not JSON
     b"x" * MB, b'{"a":"' + b"y" * MB,  # 1 MB of garbage, an unterminated 1 MB string
 ]  # fmt: skip
+# the forms the plain reader (the compiled fast path's first look) reads or must leave to serde
+REORDERED = [
+    b"{" + b",".join(f'"{k}":{j(v)}'.encode() for k, v in reversed(list(base.items()))) + b"}"
+    for base in (ARRIVED, ENTERED, SCANNED, EXITED)
+]
+PLAIN_FORMS = REORDERED + [
+    edge(ARRIVED, booked="null"), edge(SCANNED, result="null"), edge(EXITED, ("result", "null")),
+    edge(lane='"L\x7f"'), edge(lane='"L\t1"'), edge(lane='"L~"'), edge(sensor_id='"s 1"'),
+    GOOD + b"\t", GOOD + b" \r\n", GOOD + b"\r\r", GOOD + b",", GOOD + b"}", b"{" + GOOD[1:-1] + b" }",
+    b'{ "event_id"' + GOOD[len(b'{"event_id"'):], GOOD.replace(b'":', b'" :', 1), GOOD.replace(b",", b", ", 1),
+    edge(cargo_tonnes="12.50"), edge(cargo_tonnes="0.000"), edge(cargo_tonnes="00.5"), edge(cargo_tonnes="5.e1"),
+    edge(cargo_tonnes="999.99999999999999999999"), edge(cargo_tonnes="1" + "0" * 40), edge(cargo_tonnes="+5"),
+    edge(cargo_tonnes="1" + "0" * 400), edge(cargo_tonnes="9999.5"), edge(cargo_tonnes="10000"),
+]  # fmt: skip
 EDGE_GROUPS = {
     "ts": TS_EDGES, "string": STRING_EDGES, "event_id": EVENT_ID_EDGES, "duplicate_key": DUPLICATE_KEYS,
     "unknown_field": UNKNOWN_FIELDS, "booked": BOOKED, "cargo": CARGO, "result": RESULTS, "port": PORTS,
-    "field": OTHER_FIELDS, "line": WHOLE_LINES,
+    "field": OTHER_FIELDS, "line": WHOLE_LINES, "plain": PLAIN_FORMS,
 }  # fmt: skip
 EDGES = [(f"{group}{i}", line) for group, lines in EDGE_GROUPS.items() for i, line in enumerate(lines)]
 SHORT_EDGES = [line for _, line in EDGES if len(line) < 10_000]
 
 
+ELSEWHERE = [orjson.dumps({**ARRIVED, "event_id": f"else-{i}", "port": "lektse", "vehicle_id": f"v-else-{i}"})
+             for i in range(2)]  # fmt: skip
+
+
 @pytest.mark.parametrize("line", [line for _, line in EDGES], ids=[name for name, _ in EDGES])
 def test_an_edge_line_is_judged_alike(line):
-    """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike."""
-    assert_same_fold(log([*CONTEXT, line, line]), note=f"(line {line[:300]!r})")
+    """After a vehicle under way, the line and then its resend: valid, duplicate, rejected or skipped alike
+    (with another port's events before each, so that on two threads the runs around it are split)."""
+    assert_same_fold(log([*CONTEXT, ELSEWHERE[0], line, ELSEWHERE[1], line]), note=f"(line {line[:300]!r})")
+
+
+def test_the_plain_reader_reads_every_line_as_serde_does_and_the_simulators_lines_itself():
+    """The compiled fast path reads a line in the usual form itself and leaves any other to serde: where it
+    reads one, it must read serde's fields; and it must read the lines the simulator writes (else it is
+    only a detour)."""
+    simulated = list(Run(CATALOGUE, list(CATALOGUE), MESSY_START, 1.0, seed=5).lines())
+    for line in [*(line for _, line in EDGES), *MESSY_LINES, *simulated]:
+        assert plain_agrees(line)[1], line[:300]
+    assert all(plain_agrees(line)[0] for line in simulated)
+    assert all(plain_agrees(line)[0] for line in REORDERED)
+
+
+@examples(300)
+@given(raw=fuzzed_messages())
+def test_the_plain_reader_reads_any_message_as_serde_does(raw):
+    assert plain_agrees(raw)[1]
+
+
+@st.composite
+def compact_lines(draw) -> bytes:
+    """An event in the compact form the plain reader reads (orjson's), its cargo any digit string, then up
+    to three bytes deleted, inserted or replaced anywhere."""
+    base = dict(draw(st.sampled_from([ARRIVED, ENTERED, SCANNED, EXITED])))
+    keys = list(base)
+    line = bytearray(orjson.dumps({k: base[k] for k in draw(st.permutations(keys))}))
+    if draw(st.booleans()):
+        size = draw(st.sampled_from([1, 2, 4, 5, 16, 17, 308, 309, 310, 400]))
+        digits = draw(st.sampled_from("123456789")) + draw(st.text("0123456789", min_size=size - 1, max_size=size - 1))
+        digits += draw(st.sampled_from(["", ".5", ".0000000000000000000000001"]))
+        line = bytearray(edge(EXITED, cargo_tonnes=digits))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(line)))
+        byte = draw(st.sampled_from([*b'"{}:,.\\ 0123456789-+eE\t\r\x7f\x00', 0xC3, 0xA9, ord("a")]))
+        match draw(st.sampled_from(["delete", "insert", "replace"])):
+            case "delete" if at < len(line):
+                del line[at]
+            case "replace" if at < len(line):
+                line[at] = byte
+            case _:
+                line.insert(at, byte)
+    return bytes(line)
+
+
+@examples(400)
+@given(line=compact_lines())
+def test_a_compact_line_with_a_few_bytes_changed_is_read_and_folded_alike(line):
+    assert plain_agrees(line)[1], line
+    assert_same_fold(log([*CONTEXT, ELSEWHERE[0], line, ELSEWHERE[1]]), note=f"(line {line!r})")
+
+
+def test_an_error_on_a_folding_thread_comes_out_and_leaves_the_fold_unusable():
+    """A port's Python clock fails while two threads fold: its error reaches the caller (no hang, no panic),
+    and the fold refuses to go on or to give a state that no fold in log order could have."""
+    from crossing_monitor.core.clock import DayClock
+
+    slugs = list(CATALOGUE)
+    timezones = [CATALOGUE[s].timezone for s in slugs]
+
+    def broken(ts: int) -> str:
+        raise RuntimeError("the lektse clock broke")
+
+    clocks = [broken if s == "lektse" else DayClock(tz).day for s, tz in zip(slugs, timezones, strict=True)]
+    fold = _native.Fold(slugs, timezones, clocks, lambda line: None)
+    fold.parallel, fold.parallel_bytes, fold.parallel_run = True, 1, 2
+    data = log(Run(CATALOGUE, ["khorgos", "lektse"], MESSY_START, 0.5, seed=2).lines())
+    with pytest.raises(RuntimeError, match="the lektse clock broke"):
+        fold.feed(data)
+    for again in (lambda: fold.feed(b""), fold.finish, fold.states, lambda: fold.state("khorgos")):
+        with pytest.raises(ValueError, match="this fold failed before"):
+            again()
 
 
 @examples(300)

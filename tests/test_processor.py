@@ -17,10 +17,25 @@ from eventlog import crossing, event, lines
 
 from crossing_monitor.core.catalogue import load_catalogue
 from crossing_monitor.core.monitor import Monitor
+from crossing_monitor.logs import native
+from crossing_monitor.logs.native import NativeMonitor
 from streams.processor import Batch, Processor
 from streams.state import PartitionState
 
 CATALOGUE = load_catalogue()
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def fold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both folds: the compiled one (one call per batch) and the Python core (a loop)."""
+    if request.param == "python":
+        monkeypatch.setenv(native.ENV_VAR, "python")
+    else:
+        monkeypatch.delenv(native.ENV_VAR, raising=False)
+        assert native.available(), "crossing_monitor_native is not installed: scripts/setup builds it"
+    kind = NativeMonitor if request.param == "compiled" else Monitor
+    assert type(native.new_monitor(CATALOGUE)) is kind
+    return request.param
 
 
 class SendFailed(Exception):
@@ -683,28 +698,50 @@ def test_a_huge_control_byte_payload_makes_a_dead_letter_that_fits():
     assert r.processor.rejected()["malformed"] == 1
 
 
-def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkeypatch):
-    raw = sample_lines()
+POISON = b"{truncated"  # a line each fold hands to the Python core (sample_lines has it)
+
+
+def poisoned_rig(monkeypatch: pytest.MonkeyPatch, fold: str, error: BaseException) -> Rig:
+    """A rig whose fold raises `error` on POISON, in the Python core's judge of either fold."""
+
+    def raising(judge):
+        def flaky(line: bytes | str, *rest):
+            if line == POISON:
+                raise error
+            return judge(line, *rest)
+
+        return flaky
+
+    if fold == "compiled":  # the compiled fold's judge is made with the monitor
+        monkeypatch.setattr(native, "_verdict_in", lambda catalogue, made=native._verdict_in: raising(made(catalogue)))
     r = rig()
     part = r.processor.state_for(0)
-    process = part.monitor.process_decoded  # what the fold calls (each record decoded once)
-    poison = raw[3]
+    if fold == "python":
+        monkeypatch.setattr(part.monitor, "process_decoded", raising(part.monitor.process_decoded))
+    return r
 
-    def flaky(line: bytes | str, obj):
-        if line == poison:
-            raise OverflowError("cannot convert float infinity to integer")
-        return process(line, obj)
 
-    monkeypatch.setattr(part.monitor, "process_decoded", flaky)
+def test_a_record_whose_fold_raises_is_a_dead_letter_and_the_fold_goes_on(monkeypatch, fold):
+    raw = sample_lines()
+    at = raw.index(POISON)
+    r = poisoned_rig(monkeypatch, fold, OverflowError("cannot convert float infinity to integer"))
     assert run(r.processor.handle(batch(records(raw))))
     run(r.processor.tick())
     letters = [orjson.loads(v) for _, v in r.letters.acked]
-    [bad] = [x for x in letters if x["offset"] == 3]
+    [bad] = [x for x in letters if x["offset"] == at]
     assert bad["reason"] == "invalid" and "OverflowError" in bad["detail"]
     assert r.processor.fold_errors == 1
-    expected = analyze(raw[:3] + raw[4:])
+    expected = analyze(raw[:at] + raw[at + 1 :])
     expected["rejected"]["invalid"] += 1
     assert report(r.processor) == expected
+    assert [x["offset"] for x in letters] == sorted(x["offset"] for x in letters)  # in the records' order
+
+
+def test_an_interrupt_during_a_fold_is_not_taken_for_a_bad_record(monkeypatch, fold):
+    r = poisoned_rig(monkeypatch, fold, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run(r.processor.handle(batch(records(sample_lines()))))
+    assert r.processor.fold_errors == 0 and r.processor.partitions[0].dead_letters == {}
 
 
 def test_the_exporter_reads_every_state_before_a_rebalance_drops_them():

@@ -63,7 +63,7 @@ def analyze_log(
 
 
 def _analyze_natively(path: str, catalogue: Catalogue, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
-    fold = native.NativeFold(catalogue, pipeline=native.a_core_is_free())
+    fold = native.NativeFold(catalogue, parallel=native.two_threads())
     with open_log(path) as (lines, raw, _size):
         for chunk in read_chunks(lines, path):
             fold.feed(chunk)

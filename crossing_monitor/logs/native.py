@@ -27,6 +27,7 @@ from crossing_monitor.core.clock import DayClock
 from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse, validate
 from crossing_monitor.core.metrics import PortMetrics, mean_seconds
 from crossing_monitor.core.monitor import Monitor, decode_json
+from crossing_monitor.errors import UserError
 
 try:
     import crossing_monitor_native as _native
@@ -34,6 +35,7 @@ except ImportError:  # the optional package is not installed: the Python fold is
     _native = None
 
 ENV_VAR = "CROSSING_MONITOR_FOLD"
+THREADS_VAR = "CROSSING_MONITOR_FOLD_THREADS"  # analyze's fold: 1, 2, or unset (2 when a core is free)
 
 
 def describe() -> str:
@@ -55,15 +57,26 @@ def available() -> bool:
 
 
 def a_core_is_free() -> bool:
-    """Whether a second thread would have a core of its own now. Parsing on a second thread takes about a
-    third of the work off the folding one, and costs about a fifth more CPU in all: on a machine whose
-    cores are all busy it only slows the fold down (measured under load: 1.1-1.2 s against 0.73-0.76 s)."""
-    cores = os.cpu_count() or 1
+    """Whether a second thread would have a core of its own now: the parallel fold splits the work in two
+    halves that wait for each other at the end of each chunk, so on a machine whose cores are all busy a
+    second thread only adds its hand-overs. Cores: those this process may run on (a container's share)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
     except OSError:  # not on this platform
         return False
     return cores >= 2 and load <= cores - 1
+
+
+def two_threads() -> bool:
+    """Whether `analyze` folds on two threads: as CROSSING_MONITOR_FOLD_THREADS says (1 or 2), else when
+    a core is free (`a_core_is_free`). A value that is neither is an error the operator sees."""
+    wanted = os.environ.get(THREADS_VAR, "").strip()
+    if wanted in ("1", "2"):
+        return wanted == "2"
+    if wanted:
+        raise UserError(f"{THREADS_VAR}={wanted!r}: say 1 or 2 (or leave it unset: two threads when a core is free)")
+    return a_core_is_free()
 
 
 def _verdict_in(catalogue: Catalogue) -> Callable[[bytes], Event | Rejection]:
@@ -75,6 +88,12 @@ def _verdict_in(catalogue: Catalogue) -> Callable[[bytes], Event | Rejection]:
         return validate(obj, ports) if type(obj) is dict else parse(raw, ports)
 
     return verdict
+
+
+def _port_of(raw: bytes) -> Any:
+    """The `port` of a message when it is a JSON object (the worker's batch routes on it), else None."""
+    obj = decode_json(raw)
+    return obj.get("port") if type(obj) is dict else None
 
 
 def _compiled_fold(catalogue: Catalogue, judge: Callable[[bytes], Any]) -> Any:
@@ -89,9 +108,12 @@ def _compiled_fold(catalogue: Catalogue, judge: Callable[[bytes], Any]) -> Any:
 class NativeFold:
     """A log folded by the compiled code: `feed` chunks of its bytes (split anywhere), then `monitor_after()`.
 
-    `pipeline`: parse on a second thread while this one folds (the same result; see `a_core_is_free`)."""
+    `parallel`: parse and fold on two threads (the same result; see `a_core_is_free`); `parallel_from`:
+    (bytes of complete lines in a chunk, events between two lines for Python) from which it does, instead
+    of the compiled defaults (tests lower them to fold even a short log on two threads)."""
 
-    def __init__(self, catalogue: Catalogue, pipeline: bool = False) -> None:
+    def __init__(self, catalogue: Catalogue, parallel: bool = False,
+                 parallel_from: tuple[int, int] | None = None) -> None:
         self.catalogue = catalogue
         self.monitor = Monitor(catalogue, skip_blank=True)
         rejected = self.monitor.rejected
@@ -106,7 +128,9 @@ class NativeFold:
             return result
 
         self._fold = _compiled_fold(catalogue, judge)
-        self._fold.pipeline = pipeline
+        self._fold.parallel = parallel
+        if parallel_from is not None:
+            self._fold.parallel_bytes, self._fold.parallel_run = parallel_from
 
     def feed(self, chunk: bytes) -> None:
         """Fold the complete lines of `chunk`; the rest of its last line waits for the next chunk."""
@@ -155,10 +179,11 @@ def _with_sample_means(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue, pipeline: bool = False) -> Monitor:
+def fold_chunks(chunks: Iterable[bytes], catalogue: Catalogue, parallel: bool = False,
+                parallel_from: tuple[int, int] | None = None) -> Monitor:
     """A log's bytes, in chunks split anywhere (even inside a line) -> the Monitor `analyze` reports from:
     equal to folding the same lines with `Monitor(catalogue, skip_blank=True)`."""
-    fold = NativeFold(catalogue, pipeline)
+    fold = NativeFold(catalogue, parallel, parallel_from)
     for chunk in chunks:
         fold.feed(chunk)
     return fold.monitor_after()
@@ -233,6 +258,34 @@ class NativeMonitor:
 
     def process(self, raw: bytes | str) -> Rejection | None:
         return self.process_decoded(raw)
+
+    def fold_batch(
+        self, records: list[Any], next_offset: int, routes: Mapping[str, int], header: str
+    ) -> tuple[int, int, list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, Rejection | Exception]]]:
+        """A fetched batch of one partition's records folded in one call into the compiled fold (the
+        worker's loop over records in Python cost about a third of its CPU per event).
+
+        Records at offsets below `next_offset` are skipped; a catalogue port whose home is another
+        partition (`routes`) is left for forwarding unless the record's headers name `header`; every
+        other record is judged and folded as `process_decoded` does, its rejection counted here.
+        Returns (next_offset, skipped, gaps [(from, to)], forwards [(index, partition)], rejected
+        [(index, Rejection or the exception its fold raised: a panic as NativeFault)]), indexes into
+        `records`; a fold that raised is not counted here (the caller counts it as it counts one of
+        `process_decoded`)."""
+        try:
+            next_offset, skipped, gaps, forwards, rejected, duplicates = self._fold.batch(
+                records, next_offset, routes, header, _port_of
+            )
+        except BaseException as exc:
+            _raise_fault(exc)
+        counts = self.rejected
+        counts["duplicate"] += duplicates
+        for i, (index, verdict) in enumerate(rejected):
+            if type(verdict) is str:  # a panic's message
+                rejected[i] = (index, NativeFault(verdict or "panic"))
+            elif type(verdict) is Rejection:
+                counts[verdict.reason] += 1
+        return next_offset, skipped, gaps, forwards, rejected
 
     # the same as Monitor's: they read only `process`, `ports`, `catalogue` and `rejected`
     process_all = Monitor.process_all

@@ -8,7 +8,7 @@
 use crate::wire::{Event, ARRIVED, ENTERED, EXITED, SCAN_COMPLETED, SECOND};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 pub const HOUR: i64 = 3600 * SECOND;
 const LAST_HOUR: i64 = HOUR;
@@ -30,7 +30,7 @@ const FORECAST_RETENTION_HOURS: i64 = 8 * 24;
 pub const QUARTER: i64 = 900 * SECOND;
 const KEEP: i64 = 96;
 
-pub type Name = Rc<str>;
+pub type Name = Arc<str>;
 
 /// A trend sample's wait: the sum this fold took (the Python core rounds its mean), or the mean a
 /// restored snapshot carried.
@@ -256,7 +256,7 @@ impl Port {
         if let Some(n) = self.names.get(s) {
             return n.clone();
         }
-        let n: Name = Rc::from(s);
+        let n: Name = Arc::from(s);
         if self.names.len() < 100_000 {
             self.names.insert(n.clone());
         }
@@ -266,7 +266,7 @@ impl Port {
     fn vehicle_name(&self, vehicle_id: &str) -> Name {
         match self.vehicles.get_key_value(vehicle_id) {
             Some((k, _)) => k.clone(),
-            None => Rc::from(vehicle_id),
+            None => Arc::from(vehicle_id),
         }
     }
 
@@ -338,7 +338,7 @@ impl Port {
                 self.advance(ts);
             }
         }
-        let id: Name = Rc::from(&*ev.event_id);
+        let id: Name = Arc::from(&*ev.event_id);
         self.ids.insert(id.clone());
         self.current(true).push(id);
         self.events_by_type[ev.etype as usize] += 1;
@@ -360,7 +360,7 @@ impl Port {
         let hour = self.hour.unwrap_or(0); // set by the event's accept
         match self.vehicles.get_mut(vehicle_id) {
             None => {
-                let name: Name = Rc::from(vehicle_id);
+                let name: Name = Arc::from(vehicle_id);
                 self.vehicles.insert(
                     name.clone(),
                     Vehicle {
@@ -596,7 +596,7 @@ impl Port {
         mean_in(&mut self.days.entry(day).or_default().inspection[k]).add(duration, sign);
         mean_in(&mut self.inspection[k]).add(duration, sign);
         let hists = if sign < 0 { &mut self.inspection_retracted } else { &mut self.inspection_observed };
-        let h = hists[k].get_or_insert_with(|| Histogram { counts: [0; 18], total: 0 });
+        let h = hists[k].get_or_insert(Histogram { counts: [0; 18], total: 0 });
         h.counts[INSPECTION_BUCKETS.partition_point(|b| b * SECOND < duration)] += 1;
         h.total += i128::from(duration);
         let item = (exited, vid.clone(), cls, duration);

@@ -8,6 +8,7 @@
 
 mod fold;
 mod model;
+mod parallel;
 mod wire;
 
 use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
@@ -19,39 +20,69 @@ use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use wire::{Event, BOOKING_NAMES, CLASS_NAMES, DIRECTION_NAMES, EVENT_TYPES};
 
-/// Names the calendar day of an instant with the port's Python DayClock (one call per quarter hour).
-struct DayOf<'a, 'py> {
-    clock: &'a Bound<'py, PyAny>,
+/// The number of a day's name in the fold's table of names (each name once).
+fn intern(names: &mut Vec<String>, index: &mut FxHashMap<String, u32>, name: String) -> u32 {
+    if let Some(&d) = index.get(&name) {
+        return d;
+    }
+    names.push(name.clone());
+    let d = (names.len() - 1) as u32;
+    index.insert(name, d);
+    d
+}
+
+/// Names the calendar day of an instant: a port's cache per quarter hour, and on a miss `name`
+/// (which asks the Python DayClock); the first error is kept for the caller.
+struct DayOf<'a, N: FnMut(i64) -> PyResult<u32>> {
     cache: &'a mut FxHashMap<i64, u32>,
-    names: &'a mut Vec<String>,
-    index: &'a mut FxHashMap<String, u32>,
+    name: N,
     error: &'a mut Option<PyErr>,
 }
 
-impl Days for DayOf<'_, '_> {
+impl<N: FnMut(i64) -> PyResult<u32>> Days for DayOf<'_, N> {
     fn day(&mut self, ts: i64) -> u32 {
         let quarter = ts.div_euclid(fold::QUARTER);
         if let Some(&d) = self.cache.get(&quarter) {
             return d;
         }
-        let name: String = match self.clock.call1((ts,)).and_then(|v| v.extract()) {
-            Ok(name) => name,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                return 0;
-            }
-        };
-        let d = match self.index.get(&name) {
-            Some(&d) => d,
-            None => {
-                self.names.push(name.clone());
-                let d = (self.names.len() - 1) as u32;
-                self.index.insert(name, d);
+        match (self.name)(ts) {
+            Ok(d) => {
+                self.cache.insert(quarter, d);
                 d
             }
-        };
-        self.cache.insert(quarter, d);
-        d
+            Err(e) => {
+                self.error.get_or_insert(e);
+                0
+            }
+        }
+    }
+}
+
+/// Fold a valid event into a port's state (`port`: None until its first event); false for a
+/// duplicate. `cache` and `name` name its days (see DayOf).
+fn fold_event(
+    port: &mut Option<Port>,
+    generation: &mut u64,
+    cache: &mut FxHashMap<i64, u32>,
+    mut name: impl FnMut(i64) -> PyResult<u32>,
+    ev: &Event,
+) -> PyResult<bool> {
+    if port.as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
+        return Ok(false);
+    }
+    let mut error = None;
+    // The event's own day first, before anything changes (a port is made only once an event folds): the
+    // one call to the Python clock that can be new here (earlier instants' days were named already).
+    DayOf { cache: &mut *cache, name: &mut name, error: &mut error }.day(ev.ts);
+    if let Some(e) = error.take() {
+        return Err(e);
+    }
+    *generation += 1;
+    let port = port.get_or_insert_with(Port::new);
+    port.apply(ev, &mut DayOf { cache, name, error: &mut error });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(true),
     }
 }
 
@@ -69,11 +100,48 @@ struct Fold {
     day_index: FxHashMap<String, u32>,
     pending: Vec<u8>,
     generations: Vec<u64>,
-    /// parse on a second thread (`fold_pipelined`) when a chunk is large enough
+    /// fold on two threads (`fold_parallel`) a chunk of at least `parallel_bytes` bytes of complete lines,
+    /// each run of at least `parallel_run` events between two lines for Python (tests lower them)
     #[pyo3(get, set)]
-    pipeline: bool,
+    parallel: bool,
+    #[pyo3(get, set)]
+    parallel_bytes: usize,
+    #[pyo3(get, set)]
+    parallel_run: usize,
     #[pyo3(get)]
     duplicates: u64,
+    /// runs of events folded on two threads (tests: that the split happened)
+    #[pyo3(get)]
+    parallel_runs: u64,
+    /// why `feed`/`finish` failed: the state is then no fold's, and is never read
+    failed: Option<String>,
+}
+
+/// The lines of `body`, each with its newline (the last one without, when `body` does not end with one):
+/// `split_inclusive` looked at every byte on its own, memchr looks at many at a time.
+fn lines(body: &[u8]) -> Lines<'_> {
+    Lines { body, newlines: memchr::memchr_iter(b'\n', body), start: 0 }
+}
+
+struct Lines<'a> {
+    body: &'a [u8],
+    newlines: memchr::Memchr<'a>,
+    start: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = match self.newlines.next() {
+            Some(i) => i + 1,
+            None if self.start < self.body.len() => self.body.len(),
+            None => return None,
+        };
+        let line = &self.body[self.start..end];
+        self.start = end;
+        Some(line)
+    }
 }
 
 fn is_blank(line: &[u8]) -> bool {
@@ -136,28 +204,61 @@ impl Fold {
         let Some(&i) = self.slugs.get(&*ev.port) else {
             return Err(PyValueError::new_err(format!("the judge accepted an event of port {:?}", ev.port)));
         };
-        if self.ports[i].as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
-            self.duplicates += 1;
-            return Ok(false);
-        }
-        let mut error = None;
         let clock = self.clocks[i].bind(py);
-        // The event's own day first, before anything changes (a port is made only once it folds): the
-        // one call to the Python clock that can be new here (earlier instants' days were named already).
-        DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error }
-            .day(ev.ts);
-        if let Some(e) = error.take() {
-            return Err(e);
+        let (names, index) = (&mut self.day_names, &mut self.day_index);
+        let name = |ts: i64| -> PyResult<u32> { Ok(intern(names, index, clock.call1((ts,))?.extract()?)) };
+        let folded = fold_event(&mut self.ports[i], &mut self.generations[i], &mut self.day_cache[i], name, ev)?;
+        if !folded {
+            self.duplicates += 1;
         }
-        self.generations[i] += 1;
-        let port = self.ports[i].get_or_insert_with(Port::new);
-        let mut days =
-            DayOf { clock, cache: &mut self.day_cache[i], names: &mut self.day_names, index: &mut self.day_index, error: &mut error };
-        port.apply(ev, &mut days);
-        match error {
-            Some(e) => Err(e),
-            None => Ok(true),
+        Ok(folded)
+    }
+
+    /// `feed`'s work (see there).
+    fn feed_chunk(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
+        let mut start = 0;
+        if !self.pending.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                None => {
+                    self.pending.extend_from_slice(chunk);
+                    return Ok(());
+                }
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.extend_from_slice(&chunk[..=i]);
+                    self.line(py, &line)?;
+                    start = i + 1;
+                }
+            }
         }
+        let end = match memchr::memrchr(b'\n', &chunk[start..]) {
+            Some(i) => start + i + 1,
+            None => start,
+        };
+        let body = &chunk[start..end];
+        if self.parallel && body.len() >= self.parallel_bytes.max(1) {
+            self.fold_parallel(py, body)?;
+        } else {
+            for line in lines(body) {
+                self.line(py, line)?;
+            }
+        }
+        self.pending.extend_from_slice(&chunk[end..]);
+        Ok(())
+    }
+
+    fn usable(&self) -> PyResult<()> {
+        match &self.failed {
+            Some(why) => Err(PyValueError::new_err(format!("this fold failed before ({why}): fold the log again"))),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_on(&mut self, folded: PyResult<()>) -> PyResult<()> {
+        if let Err(e) = &folded {
+            self.failed = Some(e.to_string());
+        }
+        folded
     }
 
     fn slug(&self, slug: &str) -> PyResult<usize> {
@@ -165,47 +266,12 @@ impl Fold {
     }
 }
 
-/// Below this many bytes of complete lines a chunk is folded on one thread (a second one would not pay).
-const PIPELINE_BYTES: usize = 1 << 16;
-/// Lines the parsing thread hands over at a time.
-const PARSED_BATCH: usize = 1024;
-
-impl Fold {
-    /// Complete lines folded on two threads: one parses them (the fast path reads only the bytes), the
-    /// calling one, which holds the GIL and owns the state, folds them in their order as they come.
-    fn fold_pipelined(&mut self, py: Python<'_>, body: &[u8]) -> PyResult<()> {
-        let slugs: rustc_hash::FxHashSet<String> = self.slugs.keys().cloned().collect();
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(&[u8], Option<Event>)>>(8);
-            scope.spawn(move || {
-                let mut batch = Vec::with_capacity(PARSED_BATCH);
-                for line in body.split_inclusive(|c| *c == b'\n') {
-                    batch.push((line, wire::fast_event(line, |p| slugs.contains(p))));
-                    if batch.len() == PARSED_BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
-                        return; // the folding side stopped (an error): nothing more to parse
-                    }
-                }
-                let _ = tx.send(batch);
-            });
-            for batch in rx {
-                for (line, ev) in batch {
-                    self.parsed_line(py, line, ev)?;
-                }
-            }
-            Ok(())
-        })
-    }
-}
-
 impl load::DayNames for (&mut Vec<String>, &mut FxHashMap<String, u32>) {
     fn number(&mut self, name: &str) -> u32 {
-        if let Some(&d) = self.1.get(name) {
-            return d;
+        match self.1.get(name) {
+            Some(&d) => d,
+            None => intern(self.0, self.1, name.to_string()),
         }
-        self.0.push(name.to_string());
-        let d = (self.0.len() - 1) as u32;
-        self.1.insert(name.to_string(), d);
-        d
     }
 }
 
@@ -324,7 +390,10 @@ fn state<'py>(
     s.set_item("scans", port.scans)?;
     s.set_item("flagged", port.flagged)?;
     let days = PyDict::new(py);
-    for (d, day) in &port.days {
+    let mut by_name: Vec<(&str, &fold::Day)> =
+        port.days.iter().map(|(d, day)| (day_names.get(*d as usize).map_or("", String::as_str), day)).collect();
+    by_name.sort_unstable_by_key(|(name, _)| *name); // (the numbers follow the order days were first named in)
+    for (name, day) in by_name {
         let o = PyDict::new(py);
         o.set_item("crossings", day.crossings)?;
         o.set_item("cargo_g", day.cargo_g)?;
@@ -337,7 +406,7 @@ fn state<'py>(
         o.set_item("clearance", clearance(py, &day.clearance)?)?;
         o.set_item("scans", day.scans)?;
         o.set_item("flagged", day.flagged)?;
-        days.set_item(day_names.get(*d as usize).map_or("", String::as_str), o)?;
+        days.set_item(name, o)?;
     }
     s.set_item("days", days)?;
     s.set_item("inspection", means_by_class(py, &port.inspection)?)?;
@@ -443,51 +512,32 @@ impl Fold {
             day_index: FxHashMap::default(),
             pending: Vec::new(),
             generations: vec![0; n],
-            pipeline: false,
+            parallel: false,
+            parallel_bytes: parallel::PARALLEL_BYTES,
+            parallel_run: parallel::PARALLEL_RUN,
             duplicates: 0,
+            parallel_runs: 0,
+            failed: None,
         })
     }
 
     /// Fold the complete lines of `chunk` (the part after its last newline waits for the next chunk).
+    /// After an error (a clock or the judge failed) the fold is unusable: two threads may have folded
+    /// past the failing event, so its state is no fold's.
     fn feed(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
-        let mut start = 0;
-        if !self.pending.is_empty() {
-            match memchr::memchr(b'\n', chunk) {
-                None => {
-                    self.pending.extend_from_slice(chunk);
-                    return Ok(());
-                }
-                Some(i) => {
-                    let mut line = std::mem::take(&mut self.pending);
-                    line.extend_from_slice(&chunk[..=i]);
-                    self.line(py, &line)?;
-                    start = i + 1;
-                }
-            }
-        }
-        let end = match memchr::memrchr(b'\n', &chunk[start..]) {
-            Some(i) => start + i + 1,
-            None => start,
-        };
-        let body = &chunk[start..end];
-        if self.pipeline && body.len() >= PIPELINE_BYTES {
-            self.fold_pipelined(py, body)?;
-        } else {
-            for line in body.split_inclusive(|c| *c == b'\n') {
-                self.line(py, line)?;
-            }
-        }
-        self.pending.extend_from_slice(&chunk[end..]);
-        Ok(())
+        self.usable()?;
+        let folded = self.feed_chunk(py, chunk);
+        self.failed_on(folded)
     }
 
     /// The last line, when the log does not end with a newline.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.line(py, &line)?;
-        }
-        Ok(())
+        self.usable()?;
+        let folded = match std::mem::take(&mut self.pending) {
+            line if line.is_empty() => Ok(()),
+            line => self.line(py, &line),
+        };
+        self.failed_on(folded)
     }
 
     /// One message of the live worker (a blank one is malformed): None when it was folded in, the
@@ -525,6 +575,7 @@ impl Fold {
     /// `reading`: only what its figures are read from.
     #[pyo3(signature = (slug, reading = false))]
     fn state<'py>(&self, py: Python<'py>, slug: &str, reading: bool) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.usable()?;
         let i = self.slug(slug)?;
         match &self.ports[i] {
             None => Ok(None),
@@ -544,6 +595,7 @@ impl Fold {
 
     /// [(slug, state)] of every port that folded an event, in catalogue order.
     fn states<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.usable()?;
         let out = PyList::empty(py);
         for (i, port) in self.ports.iter().enumerate() {
             if let Some(port) = port {
@@ -553,6 +605,165 @@ impl Fold {
         }
         Ok(out)
     }
+
+    // ---- the live worker's batch (Processor.fold): one call per fetched batch --------------------
+
+    /// A fetched batch of one partition's records (objects with `offset` and `value`) folded in one
+    /// call, with the bookkeeping of `Processor.fold`'s loop: a record below `next_offset` is skipped,
+    /// a jump in offsets kept as a gap, a record whose catalogue port belongs on another partition
+    /// (`routes`: slug -> partition) and that has no `header` among its `headers` (read only then) is
+    /// left for forwarding, every other one judged and folded. `port_of(raw)`: the `port` of a message
+    /// the fast path left to Python (a JSON object's str, else None), asked only when `routes` has one.
+    /// Returns (next_offset, skipped, gaps [(from, to)], forwards [(index, partition)],
+    /// rejected [(index, Rejection, or the exception of a fold that raised, or a panic's message)],
+    /// duplicates): only what Python acts on.
+    fn batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+        next_offset: i64,
+        routes: &Bound<'py, PyDict>,
+        header: &str,
+        port_of: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut away: Vec<i64> = vec![-1; self.slug_names.len()];
+        for (slug, target) in routes.iter() {
+            if let Some(&i) = self.slugs.get(slug.extract::<&str>()?) {
+                away[i] = target.extract()?;
+            }
+        }
+        let routing = away.iter().any(|t| *t >= 0);
+        let (gaps, forwards, rejected) = (PyList::empty(py), PyList::empty(py), PyList::empty(py));
+        let (mut skipped, mut duplicates, mut next) = (0u64, 0u64, next_offset);
+        let (offset_attr, value_attr) = (pyo3::intern!(py, "offset"), pyo3::intern!(py, "value"));
+        for (index, record) in records.iter().enumerate() {
+            let offset: i64 = record.getattr(offset_attr)?.extract()?;
+            if offset != next {
+                if offset < next {
+                    skipped += 1;
+                    continue;
+                }
+                gaps.append((next, offset))?;
+            }
+            next = offset + 1;
+            let value = record.getattr(value_attr)?;
+            let owned: Vec<u8>;
+            let raw: &[u8] = if value.is_none() {
+                b""
+            } else if let Ok(bytes) = value.cast::<PyBytes>() {
+                bytes.as_bytes()
+            } else {
+                owned = message_bytes(&value)?;
+                &owned
+            };
+            let slugs = &self.slugs;
+            let fast = wire::fast_event(raw, |p| slugs.contains_key(p));
+            if routing {
+                let target = match &fast {
+                    Some(ev) => self.slugs.get(&*ev.port).map_or(-1, |&i| away[i]),
+                    None => {
+                        let port = port_of.call1((PyBytes::new(py, raw),))?;
+                        match port.extract::<&str>() {
+                            Ok(port) => self.slugs.get(port).map_or(-1, |&i| away[i]),
+                            Err(_) => -1,
+                        }
+                    }
+                };
+                if target >= 0 && !carries(&record, header)? {
+                    forwards.append((index, target))?;
+                    continue;
+                }
+            }
+            let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.judged(py, raw, fast)));
+            match folded {
+                Ok(Ok(Judged::Folded)) => {}
+                Ok(Ok(Judged::Duplicate)) => duplicates += 1,
+                Ok(Ok(Judged::Rejected(rejection))) => rejected.append((index, rejection))?,
+                // as `except Exception` in Processor.fold: KeyboardInterrupt and the like go through
+                Ok(Err(e)) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => return Err(e),
+                Ok(Err(e)) => rejected.append((index, e.into_value(py)))?,
+                Err(panic) => rejected.append((index, panic_message(&*panic)))?,
+            }
+        }
+        PyTuple::new(
+            py,
+            [
+                next.into_pyobject(py)?.into_any(),
+                skipped.into_pyobject(py)?.into_any(),
+                gaps.into_any(),
+                forwards.into_any(),
+                rejected.into_any(),
+                duplicates.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+}
+
+/// What became of a message the worker's batch did not forward.
+enum Judged<'py> {
+    Folded,
+    Duplicate,
+    Rejected(Bound<'py, PyAny>),
+}
+
+impl Fold {
+    /// `message`'s verdict, for `batch`: the fast path's event (`fast`) or the judge's, folded in.
+    fn judged<'py>(&mut self, py: Python<'py>, raw: &[u8], fast: Option<Event>) -> PyResult<Judged<'py>> {
+        let ev = match fast {
+            Some(ev) => ev,
+            None => {
+                let verdict = self.judge.bind(py).call1((PyBytes::new(py, raw),))?;
+                if verdict.len()? != 12 {
+                    return Ok(Judged::Rejected(verdict));
+                }
+                event_from_python(&verdict)?
+            }
+        };
+        Ok(if self.event(py, &ev)? { Judged::Folded } else { Judged::Duplicate })
+    }
+}
+
+/// A record's value that is not bytes as the bytes the fold reads (a str's lone surrogates kept, as
+/// invalid UTF-8: malformed, as NativeMonitor's `_as_bytes` makes them).
+fn message_bytes(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if value.is_instance_of::<pyo3::types::PyString>() {
+        return value.call_method1("encode", ("utf-8", "surrogatepass"))?.extract();
+    }
+    value.py().get_type::<PyBytes>().call1((value,))?.extract()
+}
+
+/// Whether a record's `headers` (absent: none) name `header`, as `Processor._route` asks.
+fn carries(record: &Bound<'_, PyAny>, header: &str) -> PyResult<bool> {
+    let headers = match record.getattr(pyo3::intern!(record.py(), "headers")) {
+        Ok(h) => h,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(record.py()) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if headers.is_none() || !headers.is_truthy()? {
+        return Ok(false);
+    }
+    for item in headers.try_iter()? {
+        if item?.get_item(0)?.eq(header)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The message a panic carried (the Python side raises it as a NativeFault).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+// ---- end of the worker's batch ---------------------------------------------------------------------
+
+/// For tests: (whether the plain reader of the wire format read `line`, whether serde reads the same).
+#[pyfunction]
+fn plain_agrees(line: &[u8]) -> (bool, bool) {
+    wire::plain_agrees(line)
 }
 
 #[pymodule]
@@ -564,6 +775,7 @@ fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TS_RANGE", (wire::TS_MIN, wire::TS_END))?;
     m.add("STATE_VERSION", 2)?;
     m.add_class::<Fold>()?;
+    m.add_function(wrap_pyfunction!(plain_agrees, m)?)?;
     m.add_class::<model::PortModel>()?;
     m.add_function(wrap_pyfunction!(model::model_tonnes_json, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_draws, m)?)?;

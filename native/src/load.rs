@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::sync::Arc;
 
 type Any<'py> = Bound<'py, PyAny>;
 
@@ -100,7 +100,7 @@ fn names(v: &Any) -> PyResult<Vec<Name>> {
     let mut out = Vec::new();
     for n in seq(v)? {
         let s: String = n.extract()?;
-        out.push(Rc::from(s.as_str()));
+        out.push(Arc::from(s.as_str()));
     }
     Ok(out)
 }
@@ -197,7 +197,7 @@ pub fn port(state: &Bound<'_, PyDict>, days: &mut impl DayNames) -> PyResult<Por
     p.id_hours = hours(&item(state, "id_hours")?)?;
     for (vid, v) in dict(&item(state, "vehicles")?)?.iter() {
         let vid: String = vid.extract()?;
-        p.vehicles.insert(Rc::from(vid.as_str()), vehicle(&v)?);
+        p.vehicles.insert(Arc::from(vid.as_str()), vehicle(&v)?);
     }
     p.vehicle_hours = hours(&item(state, "vehicle_hours")?)?;
     p.open_vehicle_hours = hours(&item(state, "open_vehicle_hours")?)?;

@@ -1,0 +1,157 @@
+//! `analyze`'s fold on two threads, exactly as on one: ports are independent (each one's state sees only
+//! its own events, in the log's order), so a chunk's lines are parsed in two halves at once, then its
+//! ports are split between two threads that each fold their own ports' events in the log's order.
+//!
+//! A line the fast path leaves to the Python core (a rejection, an unusual form) is judged on the calling
+//! thread, in its place: the events before it are folded first, the ones after it once it is judged.
+//! The threads name new calendar days with the Python DayClock under the GIL, one name table for all.
+
+use crate::fold::Port;
+use crate::wire::{self, Event};
+use crate::{fold_event, intern, is_blank, lines, Fold};
+use pyo3::prelude::*;
+use rustc_hash::FxHashMap;
+use std::sync::Mutex;
+
+/// Below this many bytes of complete lines a chunk is folded on one thread (a second one would not pay).
+pub const PARALLEL_BYTES: usize = 1 << 16;
+/// Fewer events than this between two lines for Python are folded on the calling thread.
+pub const PARALLEL_RUN: usize = 512;
+
+/// A line and what the fast path made of it: its event and the event's port, or None (Python decides).
+struct Parsed<'a> {
+    line: &'a [u8],
+    event: Option<(Event<'a>, usize)>,
+}
+
+/// One port's state as a folding thread holds it.
+struct Slot<'s> {
+    port: &'s mut Option<Port>,
+    generation: &'s mut u64,
+    cache: &'s mut FxHashMap<i64, u32>,
+    clock: &'s Py<PyAny>,
+}
+
+type Names<'s> = Mutex<(&'s mut Vec<String>, &'s mut FxHashMap<String, u32>)>;
+
+fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>> {
+    lines(part)
+        .map(|line| Parsed {
+            line,
+            event: wire::fast_event(line, |p| slugs.contains_key(p)).map(|ev| {
+                let port = slugs[&*ev.port];
+                (ev, port)
+            }),
+        })
+        .collect()
+}
+
+/// `slot`'s events of `run`, in order; the duplicates it found.
+fn fold_slots(run: &[Parsed], mut slots: Vec<Option<Slot>>, names: &Names) -> PyResult<u64> {
+    let mut duplicates = 0;
+    for p in run {
+        let Some((ev, i)) = &p.event else { continue };
+        let Some(slot) = slots[*i].as_mut() else { continue };
+        let clock = slot.clock;
+        let name = |ts: i64| -> PyResult<u32> {
+            // the GIL first, then the table: a thread never waits for one while holding the other
+            let day: String = Python::attach(|py| clock.bind(py).call1((ts,))?.extract())?;
+            let mut table = names.lock().unwrap_or_else(|e| e.into_inner());
+            let (list, index) = &mut *table;
+            Ok(intern(list, index, day))
+        };
+        if !fold_event(slot.port, slot.generation, slot.cache, name, ev)? {
+            duplicates += 1;
+        }
+    }
+    Ok(duplicates)
+}
+
+/// Which of two threads folds each port: the busiest port first, each to the thread with fewer events
+/// so far (`counts`: events per port in the run). None when one thread would do all the work.
+fn split(counts: &[usize]) -> Option<Vec<usize>> {
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&i| counts[i] > 0).collect();
+    if order.len() < 2 {
+        return None;
+    }
+    order.sort_by_key(|&i| std::cmp::Reverse(counts[i]));
+    let mut load = [0usize; 2];
+    let mut owner = vec![0; counts.len()];
+    for i in order {
+        let t = usize::from(load[1] < load[0]);
+        owner[i] = t;
+        load[t] += counts[i];
+    }
+    Some(owner)
+}
+
+impl Fold {
+    /// Complete lines (`body`, at least PARALLEL_BYTES) folded on two threads, as `line` folds them one by one.
+    pub(crate) fn fold_parallel(&mut self, py: Python<'_>, body: &[u8]) -> PyResult<()> {
+        let middle = memchr::memchr(b'\n', &body[body.len() / 2..]).map_or(body.len(), |i| body.len() / 2 + i + 1);
+        let (first, second) = body.split_at(middle);
+        let slugs = &self.slugs;
+        let (mut parsed, rest) = py.detach(|| {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| parse(second, slugs));
+                let mine = parse(first, slugs);
+                (mine, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            })
+        });
+        parsed.extend(rest);
+        let mut start = 0;
+        while start < parsed.len() {
+            // a run ends at a line for the Python core (blank lines are no messages: they stay in it)
+            let for_python = |p: &Parsed| p.event.is_none() && !is_blank(p.line);
+            let end = parsed[start..].iter().position(for_python).map_or(parsed.len(), |k| start + k);
+            self.fold_run(py, &parsed[start..end])?;
+            if end < parsed.len() {
+                self.parsed_line(py, parsed[end].line, None)?;
+            }
+            start = end + 1;
+        }
+        Ok(())
+    }
+
+    /// A run of events, in order: on two threads by port when it is long and has two ports to share.
+    fn fold_run(&mut self, py: Python<'_>, run: &[Parsed]) -> PyResult<()> {
+        let mut counts = vec![0; self.ports.len()];
+        for p in run {
+            if let Some((_, i)) = &p.event {
+                counts[*i] += 1;
+            }
+        }
+        let events: usize = counts.iter().sum();
+        let owner = if events >= self.parallel_run.max(2) { split(&counts) } else { None };
+        let Some(owner) = owner else {
+            for p in run {
+                if let Some((ev, _)) = &p.event {
+                    self.event(py, ev)?;
+                }
+            }
+            return Ok(());
+        };
+        let mut groups: [Vec<Option<Slot>>; 2] = [Vec::new(), Vec::new()];
+        let slots = self.ports.iter_mut().zip(self.generations.iter_mut()).zip(self.day_cache.iter_mut());
+        for (i, ((port, generation), cache)) in slots.enumerate() {
+            let slot = Slot { port, generation, cache, clock: &self.clocks[i] };
+            let t = owner[i];
+            groups[t].push(Some(slot));
+            groups[1 - t].push(None);
+        }
+        let names: Names = Mutex::new((&mut self.day_names, &mut self.day_index));
+        let [mine, theirs] = groups;
+        let (a, b) = py.detach(|| {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| fold_slots(run, theirs, &names));
+                let folded = fold_slots(run, mine, &names);
+                (folded, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            })
+        });
+        self.parallel_runs += 1;
+        // Either thread's error fails the whole fold (`feed` makes it unusable): the other one may have
+        // folded past the failing event, as one thread would not have.
+        self.duplicates += a? + b?;
+        Ok(())
+    }
+}
