@@ -143,7 +143,8 @@ impl Fold {
         let [mine, theirs] = groups;
         let (a, b) = py.detach(|| {
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| fold_slots(run, theirs, &names));
+                // (a thread state held for the whole run: naming a day then only takes the GIL, instead of making one)
+                let other = scope.spawn(|| Python::attach(|py| py.detach(|| fold_slots(run, theirs, &names))));
                 let folded = fold_slots(run, mine, &names);
                 (folded, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
