@@ -400,3 +400,15 @@ def test_a_vehicle_forgotten_by_its_own_events_watermark_step_starts_afresh():
     assert port.report()["queue"] == {"outbound": 1, "inbound": 0}  # the new arrival waits
     restored = PortMetrics.from_state(orjson.loads(orjson.dumps(port.to_state())), CATALOGUE["khorgos"])
     assert restored.report() == port.report()
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Asia/Kathmandu", "Europe/Berlin", "America/New_York"])
+def test_a_clock_names_a_block_of_quarter_hours_as_it_names_each(zone):
+    """`names` (the compiled fold asks for a day's worth at once) against `day`, across midnights and both
+    clock changes of a year."""
+    clock, each = DayClock(zone), DayClock(zone)
+    quarter = 15 * 60 * 1_000_000
+    first = 1_711_238_400 * 1_000_000 // quarter  # 2024-03-24 00:00 UTC, a week before Berlin's change
+    for start in range(first, first + 366 * 96, 96 * 7):
+        block = clock.names(start, 96 * 3)
+        assert block == [each.day(q * quarter) for q in range(start, start + 96 * 3)]

@@ -447,10 +447,10 @@ def test_an_error_on_a_folding_thread_comes_out_and_leaves_the_fold_unusable():
     slugs = list(CATALOGUE)
     timezones = [CATALOGUE[s].timezone for s in slugs]
 
-    def broken(ts: int) -> str:
+    def broken(first: int, count: int) -> list[str]:
         raise RuntimeError("the lektse clock broke")
 
-    clocks = [broken if s == "lektse" else DayClock(tz).day for s, tz in zip(slugs, timezones, strict=True)]
+    clocks = [broken if s == "lektse" else DayClock(tz).names for s, tz in zip(slugs, timezones, strict=True)]
     fold = _native.Fold(slugs, timezones, clocks, lambda line: None)
     fold.parallel, fold.parallel_bytes, fold.parallel_run = True, 1, 2
     data = log(Run(CATALOGUE, ["khorgos", "lektse"], MESSY_START, 0.5, seed=2).lines())

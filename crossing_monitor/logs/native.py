@@ -102,7 +102,7 @@ def _compiled_fold(catalogue: Catalogue, judge: Callable[[bytes], Any]) -> Any:
         raise RuntimeError("crossing_monitor_native is not installed (scripts/setup builds it)")
     slugs = list(catalogue)
     timezones = [catalogue[s].timezone for s in slugs]
-    return _native.Fold(slugs, timezones, [DayClock(tz).day for tz in timezones], judge)
+    return _native.Fold(slugs, timezones, [DayClock(tz).names for tz in timezones], judge)
 
 
 class NativeFold:

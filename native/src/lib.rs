@@ -31,24 +31,35 @@ fn intern(names: &mut Vec<String>, index: &mut FxHashMap<String, u32>, name: Str
     d
 }
 
-/// Names the calendar day of an instant: a port's cache per quarter hour, and on a miss `name`
-/// (which asks the Python DayClock); the first error is kept for the caller.
-struct DayOf<'a, N: FnMut(i64) -> PyResult<u32>> {
+/// Quarter hours a port's clock names at a time (a day's worth).
+const DAY_BLOCK: i64 = 96;
+
+/// Names the calendar day of an instant: a port's cache per quarter hour, and on a miss `name(quarter)`,
+/// the days of DAY_BLOCK quarters from that one on (which asks the Python DayClock); the first error is
+/// kept for the caller.
+struct DayOf<'a, N: FnMut(i64) -> PyResult<Vec<u32>>> {
     cache: &'a mut FxHashMap<i64, u32>,
     name: N,
     error: &'a mut Option<PyErr>,
 }
 
-impl<N: FnMut(i64) -> PyResult<u32>> Days for DayOf<'_, N> {
+impl<N: FnMut(i64) -> PyResult<Vec<u32>>> Days for DayOf<'_, N> {
     fn day(&mut self, ts: i64) -> u32 {
         let quarter = ts.div_euclid(fold::QUARTER);
         if let Some(&d) = self.cache.get(&quarter) {
             return d;
         }
-        match (self.name)(ts) {
-            Ok(d) => {
-                self.cache.insert(quarter, d);
-                d
+        match (self.name)(quarter) {
+            Ok(days) if days.len() == DAY_BLOCK as usize => {
+                for (q, d) in (quarter..).zip(days) {
+                    self.cache.entry(q).or_insert(d);
+                }
+                self.cache[&quarter]
+            }
+            Ok(days) => {
+                let e = PyValueError::new_err(format!("a clock named {} quarter hours, not {DAY_BLOCK}", days.len()));
+                self.error.get_or_insert(e);
+                0
             }
             Err(e) => {
                 self.error.get_or_insert(e);
@@ -58,13 +69,18 @@ impl<N: FnMut(i64) -> PyResult<u32>> Days for DayOf<'_, N> {
     }
 }
 
+/// The names a port's clock (`DayClock.names`) gives the DAY_BLOCK quarters from `quarter` on.
+fn day_block(clock: &Bound<'_, PyAny>, quarter: i64) -> PyResult<Vec<String>> {
+    clock.call1((quarter, DAY_BLOCK))?.extract()
+}
+
 /// Fold a valid event into a port's state (`port`: None until its first event); false for a
 /// duplicate. `cache` and `name` name its days (see DayOf).
 fn fold_event(
     port: &mut Option<Port>,
     generation: &mut u64,
     cache: &mut FxHashMap<i64, u32>,
-    mut name: impl FnMut(i64) -> PyResult<u32>,
+    mut name: impl FnMut(i64) -> PyResult<Vec<u32>>,
     ev: &Event,
 ) -> PyResult<bool> {
     if port.as_ref().is_some_and(|p| p.is_duplicate(&ev.event_id)) {
@@ -206,7 +222,9 @@ impl Fold {
         };
         let clock = self.clocks[i].bind(py);
         let (names, index) = (&mut self.day_names, &mut self.day_index);
-        let name = |ts: i64| -> PyResult<u32> { Ok(intern(names, index, clock.call1((ts,))?.extract()?)) };
+        let name = |quarter: i64| -> PyResult<Vec<u32>> {
+            Ok(day_block(&clock, quarter)?.into_iter().map(|day| intern(names, index, day)).collect())
+        };
         let folded = fold_event(&mut self.ports[i], &mut self.generations[i], &mut self.day_cache[i], name, ev)?;
         if !folded {
             self.duplicates += 1;
@@ -491,7 +509,7 @@ fn state<'py>(
 
 #[pymethods]
 impl Fold {
-    /// slugs: the catalogue's ports; timezones and clocks (`DayClock.day`) in the same order;
+    /// slugs: the catalogue's ports; timezones and clocks (`DayClock.names`) in the same order;
     /// judge(line: bytes): the Python core's verdict on a line the fast path left to it: an Event, or
     /// None (`feed`: the judge counted the rejection) or a Rejection (`message`).
     #[new]

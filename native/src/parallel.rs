@@ -8,7 +8,7 @@
 
 use crate::fold::Port;
 use crate::wire::{self, Event};
-use crate::{fold_event, intern, is_blank, lines, Fold};
+use crate::{day_block, fold_event, intern, is_blank, lines, Fold};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
@@ -53,12 +53,12 @@ fn fold_slots(run: &[Parsed], mut slots: Vec<Option<Slot>>, names: &Names) -> Py
         let Some((ev, i)) = &p.event else { continue };
         let Some(slot) = slots[*i].as_mut() else { continue };
         let clock = slot.clock;
-        let name = |ts: i64| -> PyResult<u32> {
+        let name = |quarter: i64| -> PyResult<Vec<u32>> {
             // the GIL first, then the table: a thread never waits for one while holding the other
-            let day: String = Python::attach(|py| clock.bind(py).call1((ts,))?.extract())?;
+            let days = Python::attach(|py| day_block(clock.bind(py), quarter))?;
             let mut table = names.lock().unwrap_or_else(|e| e.into_inner());
             let (list, index) = &mut *table;
-            Ok(intern(list, index, day))
+            Ok(days.into_iter().map(|day| intern(list, index, day)).collect())
         };
         if !fold_event(slot.port, slot.generation, slot.cache, name, ev)? {
             duplicates += 1;
