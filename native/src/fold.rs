@@ -140,6 +140,9 @@ pub struct Port {
     pub vehicle_hours: VecDeque<(i64, Vec<Name>)>,
     pub open_vehicle_hours: VecDeque<(i64, Vec<Name>)>,
     pub waiting: OrderedSet,
+    /// at most the earliest arrival of a waiting vehicle: an hour before which none can have waited
+    /// too long skips looking at them all
+    pub(crate) waiting_floor: i64,
     pub events_by_type: [i64; 7],
     pub crossings: i64,
     pub cargo_g: i128,
@@ -159,7 +162,10 @@ pub struct Port {
     pub recent_clearances: Vec<(i64, Name, u8, u8, i64)>,
     /// forecast buckets in insertion order, and where each key is
     pub buckets: Vec<((i64, u8), Bucket)>,
+    /// each bucket's position counted from the first ever kept (`bucket_base` is that of buckets[0]):
+    /// forgetting the oldest hours then only shifts the base instead of renumbering every bucket
     pub(crate) bucket_at: FxHashMap<(i64, u8), usize>,
+    pub(crate) bucket_base: usize,
     pub trend_crossings: FxHashMap<i64, i64>,
     /// quarter → (queue outbound, queue inbound, last-hour wait): Python makes the mean of a sum
     pub trend_samples: FxHashMap<i64, (i64, i64, SampleWait)>,
@@ -205,6 +211,7 @@ impl Port {
             vehicle_hours: VecDeque::new(),
             open_vehicle_hours: VecDeque::new(),
             waiting: OrderedSet::default(),
+            waiting_floor: i64::MIN,
             events_by_type: [0; 7],
             crossings: 0,
             cargo_g: 0,
@@ -224,6 +231,7 @@ impl Port {
             recent_clearances: Vec::new(),
             buckets: Vec::new(),
             bucket_at: FxHashMap::default(),
+            bucket_base: 0,
             trend_crossings: FxHashMap::default(),
             trend_samples: FxHashMap::default(),
             trend_quarter: None,
@@ -245,6 +253,8 @@ impl Port {
         }
         self.ids = self.id_hours.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
         self.bucket_at = self.buckets.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+        self.bucket_base = 0;
+        self.waiting_floor = i64::MIN; // (the next hour looks at every waiting vehicle)
     }
 
     pub fn shared(&mut self, s: &str) -> Name {
@@ -561,6 +571,7 @@ impl Port {
         if changed {
             let rec = self.vehicles.get_mut(vid).expect("touched");
             rec.arrived = Some(ts);
+            self.waiting_floor = self.waiting_floor.min(ts);
             rec.arrived_direction = Some(direction);
             rec.booked = booked;
             if rec.progressed {
@@ -658,10 +669,10 @@ impl Port {
     fn forecast_bucket(&mut self, ts: i64, direction: u8) -> &mut Bucket {
         let key = (ts.div_euclid(HOUR), direction);
         let i = match self.bucket_at.get(&key) {
-            Some(&i) => i,
+            Some(&at) => at - self.bucket_base,
             None => {
                 self.buckets.push((key, Bucket::default()));
-                self.bucket_at.insert(key, self.buckets.len() - 1);
+                self.bucket_at.insert(key, self.bucket_base + self.buckets.len() - 1);
                 self.buckets.len() - 1
             }
         };
@@ -670,9 +681,17 @@ impl Port {
 
     fn prune_forecast(&mut self, horizon_hour: i64) {
         let oldest = horizon_hour - FORECAST_RETENTION_HOURS;
-        if self.buckets.iter().any(|(k, _)| k.0 < oldest) {
+        let prefix = self.buckets.iter().take_while(|(k, _)| k.0 < oldest).count();
+        if self.buckets[prefix..].iter().any(|(k, _)| k.0 < oldest) {
+            // an old hour after a newer one (a late event): renumber them all
             self.buckets.retain(|(k, _)| k.0 >= oldest);
             self.bucket_at = self.buckets.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+            self.bucket_base = 0;
+        } else if prefix > 0 {
+            for (k, _) in self.buckets.drain(..prefix) {
+                self.bucket_at.remove(&k);
+            }
+            self.bucket_base += prefix;
         }
     }
 
@@ -779,14 +798,20 @@ impl Port {
             }
         }
         let oldest = horizon - QUEUE_DROP;
-        let gone: Vec<Name> = self
-            .waiting
-            .iter()
-            .filter(|vid| self.vehicles.get(*vid).is_some_and(|v| v.arrived.is_some_and(|a| a <= oldest)))
-            .cloned()
-            .collect();
-        for vid in gone {
-            self.waiting.remove(&vid);
+        if self.waiting_floor <= oldest {
+            let mut gone: Vec<Name> = Vec::new();
+            let mut floor = i64::MAX;
+            for vid in self.waiting.iter() {
+                match self.vehicles.get(vid).and_then(|v| v.arrived) {
+                    Some(a) if a <= oldest => gone.push(vid.clone()),
+                    Some(a) => floor = floor.min(a),
+                    None => {}
+                }
+            }
+            for vid in gone {
+                self.waiting.remove(&vid);
+            }
+            self.waiting_floor = floor;
         }
         let cut = self.cut;
         let n = self.recent_exits.partition_point(|t| *t <= cut);

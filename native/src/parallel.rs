@@ -91,14 +91,20 @@ impl Fold {
         let middle = memchr::memchr(b'\n', &body[body.len() / 2..]).map_or(body.len(), |i| body.len() / 2 + i + 1);
         let (first, second) = body.split_at(middle);
         let slugs = &self.slugs;
-        let (mut parsed, rest) = py.detach(|| {
+        let (mine, theirs) = py.detach(|| {
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| parse(second, slugs));
                 let mine = parse(first, slugs);
                 (mine, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         });
-        parsed.extend(rest);
+        self.fold_parsed(py, &mine)?;
+        self.fold_parsed(py, &theirs)
+    }
+
+    /// Parsed lines in order: each run of events between two lines for the Python core folded by
+    /// `fold_run`, each of those lines judged in its place.
+    fn fold_parsed(&mut self, py: Python<'_>, parsed: &[Parsed]) -> PyResult<()> {
         let mut start = 0;
         while start < parsed.len() {
             // a run ends at a line for the Python core (blank lines are no messages: they stay in it)
