@@ -313,15 +313,8 @@ fn sensors(v: &Bound<'_, PyAny>) -> PyResult<Vec<Sensor>> {
     v.try_iter()?.map(|x| sensor(&x?)).collect()
 }
 
-const ETYPES: [&str; 7] = [
-    "vehicle.arrived",
-    "gate.entered",
-    "scan.started",
-    "scan.completed",
-    "inspection.started",
-    "inspection.completed",
-    "gate.exited",
-];
+/// The event types by number, as the wire format names them (one list for the fold and the model).
+const ETYPES: [&str; 7] = crate::wire::EVENT_TYPES;
 const ARRIVED: usize = 0;
 const ENTERED: usize = 1;
 const SCAN_STARTED: usize = 2;
