@@ -18,13 +18,13 @@ use the Python model; CROSSING_MONITOR_MODEL=python chooses it even when the pac
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crossing_monitor.errors import env_choice
 from producers import draws
 from producers.config import PortConfig
 from producers.model import _ENTRY_FACTOR, _FREIGHT, SLOT, SLOTS_PER_DAY, Emitted, PortModel, _json, _Sensor
@@ -48,7 +48,7 @@ def compiled() -> Any:
 
 def available() -> bool:
     """Whether runs use the compiled model (installed, not turned off by the variable)."""
-    return compiled() is not None and os.environ.get(ENV_VAR, "").strip().lower() != "python"
+    return env_choice(ENV_VAR, ("compiled", "python")) == "compiled" and compiled() is not None
 
 
 def describe() -> str:

@@ -4,6 +4,7 @@ a fault of its own never loses the analysis of a file."""
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import sys
 
@@ -103,5 +104,16 @@ def test_unset_threads_follow_a_free_core_and_a_bad_value_is_one_clear_error(mon
         monkeypatch.setattr(native, "a_core_is_free", lambda free=free: free)
         assert native.two_threads() is free
     monkeypatch.setenv(native.THREADS_VAR, "4")
-    with pytest.raises(UserError, match="CROSSING_MONITOR_FOLD_THREADS='4': say 1 or 2"):
+    with pytest.raises(UserError, match="CROSSING_MONITOR_FOLD_THREADS='4': say auto or 1 or 2"):
         native.two_threads()
+    with pytest.raises(UserError, match="CROSSING_MONITOR_FOLD_THREADS"):  # whichever fold would run
+        analyze_log("-", CATALOGUE, predictions=io.BytesIO())
+
+
+@pytest.mark.parametrize("value", ["pyhton", "off", "0"])
+def test_a_fold_setting_that_is_neither_compiled_nor_python_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv(native.ENV_VAR, value)
+    with pytest.raises(UserError, match=f"CROSSING_MONITOR_FOLD='{value}': say compiled or python"):
+        native.available()
+    monkeypatch.setenv(native.ENV_VAR, " Python ")
+    assert not native.available()

@@ -391,3 +391,11 @@ def test_an_endless_run_at_max_speed_stops_when_told(kafka):
                                               False, stop=stop), 60)  # fmt: skip
 
     assert asyncio.run(scenario()) > 10_000
+
+
+def test_a_model_setting_that_is_neither_compiled_nor_python_is_one_clear_error(monkeypatch):
+    from crossing_monitor.errors import UserError
+
+    monkeypatch.setenv(native.ENV_VAR, "off")
+    with pytest.raises(UserError, match="CROSSING_MONITOR_MODEL='off': say compiled or python"):
+        native.available()

@@ -40,9 +40,10 @@ def analyze_log(
 
     Folded by the compiled fold when it is installed (`crossing_monitor.logs.native`), except with
     `predictions`: those read the forecast before every arrival, which only the Python fold can."""
+    parallel = native.two_threads()  # (read whichever fold runs: a bad setting is an error either way)
     if predictions is None and native.available():
         try:
-            return _analyze_natively(path, catalogue, on_progress)
+            return _analyze_natively(path, catalogue, on_progress, parallel)
         except native.NativeFault as exc:
             if path == "-" or not os.path.isfile(path):  # a pipe or a FIFO cannot be read a second time
                 raise LogError(f"the compiled fold failed ({exc}); run again with {native.ENV_VAR}=python") from None
@@ -62,8 +63,10 @@ def analyze_log(
     return monitor.report()
 
 
-def _analyze_natively(path: str, catalogue: Catalogue, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
-    fold = native.NativeFold(catalogue, parallel=native.two_threads())
+def _analyze_natively(
+    path: str, catalogue: Catalogue, on_progress: Callable[[int], None] | None, parallel: bool
+) -> dict[str, Any]:
+    fold = native.NativeFold(catalogue, parallel=parallel)
     with open_log(path) as (lines, raw, _size):
         for chunk in read_chunks(lines, path):
             fold.feed(chunk)

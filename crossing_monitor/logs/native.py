@@ -27,7 +27,7 @@ from crossing_monitor.core.clock import DayClock
 from crossing_monitor.core.events import REJECT_REASONS, Event, Rejection, parse, validate
 from crossing_monitor.core.metrics import PortMetrics, mean_seconds
 from crossing_monitor.core.monitor import Monitor, decode_json
-from crossing_monitor.errors import UserError
+from crossing_monitor.errors import env_choice
 
 try:
     import crossing_monitor_native as _native
@@ -53,13 +53,14 @@ class NativeFault(Exception):
 
 def available() -> bool:
     """Whether `analyze` and the worker fold with the compiled code (installed, not turned off by the variable)."""
-    return _native is not None and os.environ.get(ENV_VAR, "").strip().lower() != "python"
+    return env_choice(ENV_VAR, ("compiled", "python")) == "compiled" and _native is not None
 
 
 def a_core_is_free() -> bool:
     """Whether a second thread would have a core of its own now: the parallel fold splits the work in two
-    halves that wait for each other at the end of each chunk, so on a machine whose cores are all busy a
-    second thread only adds its hand-overs. Cores: those this process may run on (a container's share)."""
+    halves that wait for each other twice a chunk (and at each line left to the Python core), so on a
+    machine whose cores are all busy a second thread only adds its hand-overs. Cores: those this process
+    may run on (its CPU affinity); the load average is the whole machine's."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
@@ -69,14 +70,10 @@ def a_core_is_free() -> bool:
 
 
 def two_threads() -> bool:
-    """Whether `analyze` folds on two threads: as CROSSING_MONITOR_FOLD_THREADS says (1 or 2), else when
-    a core is free (`a_core_is_free`). A value that is neither is an error the operator sees."""
-    wanted = os.environ.get(THREADS_VAR, "").strip()
-    if wanted in ("1", "2"):
-        return wanted == "2"
-    if wanted:
-        raise UserError(f"{THREADS_VAR}={wanted!r}: say 1 or 2 (or leave it unset: two threads when a core is free)")
-    return a_core_is_free()
+    """Whether `analyze` folds on two threads: as CROSSING_MONITOR_FOLD_THREADS says (1 or 2), else (auto)
+    when a core is free (`a_core_is_free`). A value that is none of these is an error the operator sees."""
+    wanted = env_choice(THREADS_VAR, ("auto", "1", "2"))
+    return a_core_is_free() if wanted == "auto" else wanted == "2"
 
 
 def _verdict_in(catalogue: Catalogue) -> Callable[[bytes], Event | Rejection]:

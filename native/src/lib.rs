@@ -544,17 +544,21 @@ impl Fold {
     /// past the failing event, so its state is no fold's.
     fn feed(&mut self, py: Python<'_>, chunk: &[u8]) -> PyResult<()> {
         self.usable()?;
+        self.failed = Some("a panic in the compiled fold".into()); // (stays if one unwinds through here)
         let folded = self.feed_chunk(py, chunk);
+        self.failed = None;
         self.failed_on(folded)
     }
 
     /// The last line, when the log does not end with a newline.
     fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
         self.usable()?;
+        self.failed = Some("a panic in the compiled fold".into());
         let folded = match std::mem::take(&mut self.pending) {
             line if line.is_empty() => Ok(()),
             line => self.line(py, &line),
         };
+        self.failed = None;
         self.failed_on(folded)
     }
 
