@@ -92,11 +92,12 @@ def test_demo_fills_every_port_moves_metrics_and_stops_on_sigint(tmp_path):
     assert left == [], f"processes left behind: {left}"
 
 
-def _start_demo(tmp_path) -> tuple[subprocess.Popen, int]:
+def _start_demo(tmp_path, *options: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with open(tmp_path / "demo.err", "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "crossing_monitor", "demo", "--web-port", str(port), "--workdir", str(tmp_path)],
+            [sys.executable, "-m", "crossing_monitor", "demo", "--web-port", str(port), "--workdir", str(tmp_path),
+             *options],
             stdout=subprocess.PIPE,
             stderr=err,
             start_new_session=True,
@@ -195,8 +196,15 @@ def test_the_demos_incident_fires_the_queue_alert_and_it_reaches_the_webhook(tmp
     port's target, CrossingQueueBuildUp fires (it needs 10 wall-clock minutes of a growing queue above
     the target) and Alertmanager delivers it to the webhook. Slow by nature: it runs the demo as it is."""
     import json
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
 
-    proc, port = _start_demo(tmp_path)
+    # from the last 11:00 in Beijing (a busy hour: at night every busy port is closed, and no incident
+    # can be staged then), whatever the hour the test runs at
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    busy = now.replace(hour=11, minute=0, second=0, microsecond=0)
+    busy -= timedelta(days=1) if busy > now else timedelta(0)
+    proc, port = _start_demo(tmp_path, "--now", busy.isoformat())
     try:
         _wait_for_banner(proc, tmp_path)
         banner = b""

@@ -66,6 +66,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         default=24.0,
         help="hours of traffic before now, sent in the first 30 s so screens start full (default 24)",
     )
+    p.add_argument(
+        "--now",
+        default=None,
+        help="the instant the traffic runs from, ISO 8601 with its offset (default: now); e.g. "
+        "2026-12-01T11:00+08:00 for a busy hour while every port is closed for the night",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager")
     p.add_argument("--bootstrap", default=None, help="use this Kafka instead of starting a local broker")
     p.add_argument("--topic", default=DEFAULT_TOPIC, help=f"sensor events topic (default {DEFAULT_TOPIC})")

@@ -129,6 +129,19 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, name: str) -> N
     raise UserError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
 
+def _instant(text: str | None) -> datetime | None:
+    """`--now`: an ISO 8601 instant with its offset (None: the real now)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise UserError(f"--now must be an ISO 8601 instant with its offset (2026-12-01T11:00+08:00), not {text!r}")
+    return when.replace(microsecond=0)
+
+
 def _incident(now: datetime, hours_back: float, speed: float) -> tuple[str, str]:
     """The incident the demo schedules (lanes out at a busy port, so that its queue passes the port's target
     within the first minutes and the queue alert can fire), as a --faults value and a line for the banner."""
@@ -246,6 +259,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise UserError(f"--speed must be a positive number, not {args.speed!r}") from None
+    start_at = _instant(args.now)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="crossing-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     children = Children()
@@ -299,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
         from crossing_monitor.core.catalogue import load_catalogue
 
         catalogue = load_catalogue()
-        now = datetime.now(catalogue[next(iter(catalogue))].tz).replace(microsecond=0)
+        now = start_at or datetime.now(catalogue[next(iter(catalogue))].tz).replace(microsecond=0)
         incident_faults, incident_line = _incident(now, args.history_hours, speed)
         feeder = children.start(
             "traffic",
