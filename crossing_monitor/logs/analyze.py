@@ -19,6 +19,9 @@ from crossing_monitor.logs.files import LogError, open_log, read_chunks, read_li
 log = logging.getLogger("crossing_monitor.analyze")
 
 BATCH_LINES = 1 << 16  # progress is updated once per batch, never per line
+# Bytes handed to the compiled fold at a time: each chunk's halves are parsed, then its ports folded, on
+# two threads that meet twice a chunk; 4 MB chunks made a year's fold 15-20 % faster than 1 MB ones.
+NATIVE_CHUNK = 4 << 20
 
 
 def prediction_line(ev: Event, arrived: str, predicted: float) -> bytes:
@@ -68,7 +71,7 @@ def _analyze_natively(
 ) -> dict[str, Any]:
     fold = native.NativeFold(catalogue, parallel=parallel)
     with open_log(path) as (lines, raw, _size):
-        for chunk in read_chunks(lines, path):
+        for chunk in read_chunks(lines, path, NATIVE_CHUNK):
             fold.feed(chunk)
             if on_progress is not None:
                 on_progress(raw.tell())

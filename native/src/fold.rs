@@ -5,8 +5,10 @@
 //! it, and the Python core computes every figure from it. Where the Python core keeps an order that a
 //! snapshot shows (lists, the queue's dict, the forecast's buckets), this keeps the same order.
 
+use crate::ids::IdSet;
 use crate::wire::{Event, ARRIVED, ENTERED, EXITED, SCAN_COMPLETED, SECOND};
-use rustc_hash::{FxHashMap, FxHashSet};
+use hashbrown::hash_map::EntryRef;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -73,6 +75,23 @@ pub struct Vehicle {
     pub progressed: bool,
 }
 
+impl Vehicle {
+    /// A new record, touched in `hour`.
+    fn touched(hour: i64) -> Self {
+        Vehicle {
+            touched_hour: hour,
+            arrived: None,
+            arrived_direction: None,
+            booked: false,
+            entered: None,
+            exited: None,
+            exit_class: None,
+            exit_direction: None,
+            progressed: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Day {
     pub crossings: i64,
@@ -134,9 +153,10 @@ pub struct Port {
     pub(crate) next_hour: i64,
     pub(crate) cut: i64,
     pub hour: Option<i64>,
-    pub(crate) ids: FxHashSet<Name>,
-    pub id_hours: VecDeque<(i64, Vec<Name>)>,
-    pub vehicles: FxHashMap<Name, Vehicle>,
+    /// the event ids of the last 48 hours, hour by hour
+    pub ids: IdSet,
+    /// (hashbrown's map for `entry_ref`: one look-up finds or makes a record from the event's text)
+    pub vehicles: hashbrown::HashMap<Name, Vehicle, FxBuildHasher>,
     pub vehicle_hours: VecDeque<(i64, Vec<Name>)>,
     pub open_vehicle_hours: VecDeque<(i64, Vec<Name>)>,
     pub waiting: OrderedSet,
@@ -205,9 +225,8 @@ impl Port {
             next_hour: NO_CUT,
             cut: NO_CUT,
             hour: None,
-            ids: FxHashSet::default(),
-            id_hours: VecDeque::new(),
-            vehicles: FxHashMap::default(),
+            ids: IdSet::default(),
+            vehicles: hashbrown::HashMap::default(),
             vehicle_hours: VecDeque::new(),
             open_vehicle_hours: VecDeque::new(),
             waiting: OrderedSet::default(),
@@ -251,7 +270,6 @@ impl Port {
         if let Some(h) = self.hour {
             self.next_hour = (h + 1) * HOUR;
         }
-        self.ids = self.id_hours.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
         self.bucket_at = self.buckets.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
         self.bucket_base = 0;
         self.waiting_floor = i64::MIN; // (the next hour looks at every waiting vehicle)
@@ -271,13 +289,6 @@ impl Port {
             self.names.insert(n.clone());
         }
         n
-    }
-
-    fn vehicle_name(&self, vehicle_id: &str) -> Name {
-        match self.vehicles.get_key_value(vehicle_id) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(vehicle_id),
-        }
     }
 
     pub fn is_duplicate(&self, event_id: &str) -> bool {
@@ -325,6 +336,11 @@ impl Port {
                 }
             }
         } else if ts > top_ts {
+            // (sensors take turns at the top: the one that was second is often the new top)
+            let top = match &self.second_sensor {
+                Some(second) if &**second == sensor => second.clone(),
+                _ => self.name(sensor),
+            };
             if self.top_sensor.is_some() {
                 self.second_sensor = self.top_sensor.take();
                 self.second_ts = top_ts;
@@ -337,7 +353,7 @@ impl Port {
                 self.watermark = Some(ts);
                 self.advance(ts);
             }
-            self.top_sensor = Some(self.name(sensor));
+            self.top_sensor = Some(top);
             self.top_ts = ts;
         } else if ts > self.second_ts {
             self.second_sensor = Some(self.name(sensor));
@@ -348,73 +364,46 @@ impl Port {
                 self.advance(ts);
             }
         }
-        let id: Name = Arc::from(&*ev.event_id);
-        self.ids.insert(id.clone());
-        self.current(true).push(id);
+        self.ids.remember(&ev.event_id, self.hour.unwrap_or(0));
         self.events_by_type[ev.etype as usize] += 1;
     }
 
-    /// The current hour's list of event ids (or of vehicles touched). Every fold advances the hour
-    /// first and every snapshot holds it; only a hand-made state lacks it, and then it is begun here.
-    fn current(&mut self, ids: bool) -> &mut Vec<Name> {
-        let hour = self.hour.unwrap_or(0);
-        let hours = if ids { &mut self.id_hours } else { &mut self.vehicle_hours };
-        if hours.is_empty() {
-            hours.push_back((hour, Vec::new()));
-        }
-        &mut hours.back_mut().expect("not empty").1
-    }
-
-    /// `_vehicle`: the record, created or marked as touched in the current hour.
-    fn touch(&mut self, vehicle_id: &str) {
+    /// `_vehicle`: the record, created or marked as touched in the current hour, with its name and
+    /// whether it was there (one look-up: an event's handler reads and writes the record through it).
+    fn touch(&mut self, vehicle_id: &str) -> (Name, &mut Vehicle, bool) {
         let hour = self.hour.unwrap_or(0); // set by the event's accept
-        match self.vehicles.get_mut(vehicle_id) {
-            None => {
-                let name: Name = Arc::from(vehicle_id);
-                self.vehicles.insert(
-                    name.clone(),
-                    Vehicle {
-                        touched_hour: hour,
-                        arrived: None,
-                        arrived_direction: None,
-                        booked: false,
-                        entered: None,
-                        exited: None,
-                        exit_class: None,
-                        exit_direction: None,
-                        progressed: false,
-                    },
-                );
-                self.current(false).push(name);
-            }
-            Some(v) => {
+        if self.vehicle_hours.is_empty() {
+            self.vehicle_hours.push_back((hour, Vec::new()));
+        }
+        let touched = &mut self.vehicle_hours.back_mut().expect("not empty").1;
+        match self.vehicles.entry_ref(vehicle_id) {
+            EntryRef::Occupied(entry) => {
+                let (name, v) = (entry.key().clone(), entry.into_mut());
                 if v.touched_hour != hour {
                     v.touched_hour = hour;
-                    let name = self.vehicle_name(vehicle_id);
-                    self.current(false).push(name);
+                    touched.push(name.clone());
                 }
+                (name, v, true)
+            }
+            EntryRef::Vacant(entry) => {
+                let name: Name = Arc::from(vehicle_id);
+                touched.push(name.clone());
+                let v = entry.insert_with_key(name.clone(), Vehicle::touched(hour));
+                (name, v, false)
             }
         }
     }
 
+    /// An event of the vehicle's progress: out of the queue (a scan, a bay, an entry, an exit).
     fn progressed(&mut self, vehicle_id: &str) {
-        self.touch(vehicle_id);
-        let v = self.vehicles.get_mut(vehicle_id).expect("touched");
-        if !v.progressed {
-            v.progressed = true;
-            self.waiting.remove(vehicle_id);
-        }
+        let (_, v, _) = self.touch(vehicle_id);
+        let was = std::mem::replace(&mut v.progressed, true);
+        self.leave_queue(was, vehicle_id);
     }
 
-    /// After the event's own watermark step: the record as it is now (None when that step forgot it).
-    fn still(&self, before: Option<Vehicle>, vehicle_id: &str) -> Option<Vehicle> {
-        before.filter(|_| self.vehicles.contains_key(vehicle_id))
-    }
-
-    fn out_of_queue(&mut self, vehicle_id: &str) {
-        let v = self.vehicles.get_mut(vehicle_id).expect("touched");
-        if !v.progressed {
-            v.progressed = true;
+    /// A record that had not progressed leaves the waiting vehicles.
+    fn leave_queue(&mut self, progressed: bool, vehicle_id: &str) {
+        if !progressed {
             self.waiting.remove(vehicle_id);
         }
     }
@@ -444,7 +433,6 @@ impl Port {
             contributions = Some((old_i, new_i, old_c, new_c));
         }
         self.accept(ev);
-        let v = self.still(v, vid);
         let d = self.days.entry(day).or_default();
         d.crossings += 1;
         d.cargo_g += i128::from(grams);
@@ -454,44 +442,37 @@ impl Port {
         if ts > self.cut {
             insort(&mut self.recent_exits, ts);
         }
-        self.touch(vid);
-        match v {
-            None => {
-                let rec = self.vehicles.get_mut(vid).expect("touched");
-                rec.exited = Some(ts);
-                rec.exit_class = Some(cls);
-                rec.exit_direction = Some(direction);
-            }
-            Some(_) => {
-                if changed {
-                    let rec = self.vehicles.get_mut(vid).expect("touched");
-                    rec.exited = Some(ts);
-                    rec.exit_class = Some(cls);
-                    rec.exit_direction = Some(direction);
-                    let (old_i, new_i, old_c, new_c) = contributions.expect("computed when changed");
-                    let name = self.vehicle_name(vid);
-                    match old_i {
-                        None => {
-                            if let Some(n) = new_i {
-                                self.add_inspection(&name, n, 1);
-                            }
-                        }
-                        Some(_) if old_i != new_i => self.count_inspection(&name, old_i, new_i),
-                        _ => {}
-                    }
-                    match old_c {
-                        None => {
-                            if let Some(n) = new_c {
-                                self.add_clearance(&name, n, 1);
-                            }
-                        }
-                        Some(_) if old_c != new_c => self.count_clearance(&name, old_c, new_c),
-                        _ => {}
+        let (name, rec, there) = self.touch(vid);
+        // the record from before this event, unless this event's own watermark step forgot it
+        let v = v.filter(|_| there);
+        if v.is_none() || changed {
+            rec.exited = Some(ts);
+            rec.exit_class = Some(cls);
+            rec.exit_direction = Some(direction);
+        }
+        let was = std::mem::replace(&mut rec.progressed, true);
+        if v.is_some() && changed {
+            let (old_i, new_i, old_c, new_c) = contributions.expect("computed when changed");
+            match old_i {
+                None => {
+                    if let Some(n) = new_i {
+                        self.add_inspection(&name, n, 1);
                     }
                 }
+                Some(_) if old_i != new_i => self.count_inspection(&name, old_i, new_i),
+                _ => {}
+            }
+            match old_c {
+                None => {
+                    if let Some(n) = new_c {
+                        self.add_clearance(&name, n, 1);
+                    }
+                }
+                Some(_) if old_c != new_c => self.count_clearance(&name, old_c, new_c),
+                _ => {}
             }
         }
-        self.out_of_queue(vid);
+        self.leave_queue(was, vid);
     }
 
     fn entered(&mut self, ev: &Event, days: &mut impl Days) {
@@ -510,31 +491,28 @@ impl Port {
             contributions = Some((old_i, new_i, old_w, new_w));
         }
         self.accept(ev);
-        let v = self.still(v, vid);
         self.forecast_bucket(ts, ev.direction).entries += 1;
         let lane = self.name(&ev.lane);
         self.forecast_bucket(ts, ev.direction).lanes.insert(lane.clone());
         if ts > self.cut {
             insort(&mut self.recent_entries, (ts, ev.direction, lane));
         }
-        self.touch(vid);
-        match v {
-            None => self.vehicles.get_mut(vid).expect("touched").entered = Some(ts),
-            Some(_) => {
-                if changed {
-                    self.vehicles.get_mut(vid).expect("touched").entered = Some(ts);
-                    let (old_i, new_i, old_w, new_w) = contributions.expect("computed when changed");
-                    let name = self.vehicle_name(vid);
-                    if old_i != new_i {
-                        self.count_inspection(&name, old_i, new_i);
-                    }
-                    if old_w != new_w {
-                        self.count_wait(&name, old_w, new_w);
-                    }
-                }
+        let (name, rec, there) = self.touch(vid);
+        let v = v.filter(|_| there); // (None: this event's own watermark step forgot it)
+        if v.is_none() || changed {
+            rec.entered = Some(ts);
+        }
+        let was = std::mem::replace(&mut rec.progressed, true);
+        if v.is_some() && changed {
+            let (old_i, new_i, old_w, new_w) = contributions.expect("computed when changed");
+            if old_i != new_i {
+                self.count_inspection(&name, old_i, new_i);
+            }
+            if old_w != new_w {
+                self.count_wait(&name, old_w, new_w);
             }
         }
-        self.out_of_queue(vid);
+        self.leave_queue(was, vid);
     }
 
     fn arrived(&mut self, ev: &Event, days: &mut impl Days) {
@@ -558,25 +536,23 @@ impl Port {
             contributions = Some((old_w, new_w, old_c, new_c));
         }
         self.accept(ev);
-        let v = self.still(v, vid);
-        if v.is_none() {
-            changed = true; // a new record (or one this event's watermark step forgot)
-        }
         let b = self.forecast_bucket(ts, direction);
         b.arrivals += 1;
         if booked {
             b.booked += 1;
         }
-        self.touch(vid);
+        let (name, rec, there) = self.touch(vid);
+        if v.is_none() || !there {
+            changed = true; // a new record (or one this event's watermark step forgot)
+        }
         if changed {
-            let rec = self.vehicles.get_mut(vid).expect("touched");
             rec.arrived = Some(ts);
-            self.waiting_floor = self.waiting_floor.min(ts);
             rec.arrived_direction = Some(direction);
             rec.booked = booked;
-            if rec.progressed {
+            let progressed = rec.progressed;
+            self.waiting_floor = self.waiting_floor.min(ts);
+            if progressed {
                 let (old_w, new_w, old_c, new_c) = contributions.expect("a progressed record existed before");
-                let name = self.vehicle_name(vid);
                 if old_w != new_w {
                     self.count_wait(&name, old_w, new_w);
                 }
@@ -584,7 +560,6 @@ impl Port {
                     self.count_clearance(&name, old_c, new_c);
                 }
             } else {
-                let name = self.vehicle_name(vid);
                 self.waiting.insert(&name);
             }
         }
@@ -755,7 +730,7 @@ impl Port {
         let hour = watermark.div_euclid(HOUR);
         self.hour = Some(hour);
         self.next_hour = (hour + 1) * HOUR;
-        self.id_hours.push_back((hour, Vec::new()));
+        self.ids.begin(hour);
         self.vehicle_hours.push_back((hour, Vec::new()));
         if self.second_sensor.is_none() {
             return;
@@ -763,25 +738,24 @@ impl Port {
         let horizon = self.second_ts;
         let horizon_hour = horizon.div_euclid(HOUR);
         self.prune_forecast(horizon_hour);
-        while self.id_hours.front().is_some_and(|(h, _)| *h <= horizon_hour - ID_RETENTION_HOURS) {
-            let (_, ids) = self.id_hours.pop_front().expect("front");
-            for id in ids {
-                self.ids.remove(&id);
-            }
+        while self.ids.oldest_hour().is_some_and(|h| h <= horizon_hour - ID_RETENTION_HOURS) {
+            self.ids.forget_oldest();
         }
         while self.vehicle_hours.front().is_some_and(|(h, _)| *h <= horizon_hour - EXITED_RETENTION_HOURS) {
             let (bucket_hour, bucket) = self.vehicle_hours.pop_front().expect("front");
             let mut still_open = Vec::new();
             for vid in bucket {
-                if let Some(v) = self.vehicles.get(&vid) {
-                    if v.touched_hour <= bucket_hour {
-                        if v.exited.is_none() {
-                            still_open.push(vid);
-                        } else {
-                            self.vehicles.remove(&vid);
+                // (one look-up each: the name is hashed once, its record read and removed in place)
+                match self.vehicles.entry_ref(&*vid) {
+                    EntryRef::Occupied(record) if record.get().touched_hour <= bucket_hour => {
+                        if record.get().exited.is_some() {
+                            record.remove();
                             self.waiting.remove(&vid);
+                        } else {
+                            still_open.push(vid);
                         }
                     }
+                    _ => {}
                 }
             }
             if !still_open.is_empty() {
@@ -791,9 +765,12 @@ impl Port {
         while self.open_vehicle_hours.front().is_some_and(|(h, _)| *h <= horizon_hour - VEHICLE_RETENTION_HOURS) {
             let (bucket_hour, bucket) = self.open_vehicle_hours.pop_front().expect("front");
             for vid in bucket {
-                if self.vehicles.get(&vid).is_some_and(|v| v.touched_hour <= bucket_hour) {
-                    self.vehicles.remove(&vid);
-                    self.waiting.remove(&vid);
+                match self.vehicles.entry_ref(&*vid) {
+                    EntryRef::Occupied(record) if record.get().touched_hour <= bucket_hour => {
+                        record.remove();
+                        self.waiting.remove(&vid);
+                    }
+                    _ => {}
                 }
             }
         }

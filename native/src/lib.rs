@@ -7,6 +7,7 @@
 //! form; the Python core rebuilds its PortMetrics from it and computes every figure itself.
 
 mod fold;
+mod ids;
 mod model;
 mod parallel;
 mod wire;
@@ -363,7 +364,13 @@ fn state<'py>(
     }
     s.set_item("sensors", sensors)?;
     s.set_item("hour", port.hour)?;
-    s.set_item("id_hours", hours(py, if reading { &no_hours } else { &port.id_hours })?)?;
+    let id_hours = PyList::empty(py);
+    if !reading {
+        for (h, ids) in port.ids.hours() {
+            id_hours.append(PyList::new(py, [h.into_pyobject(py)?.into_any(), PyList::new(py, ids)?.into_any()])?)?;
+        }
+    }
+    s.set_item("id_hours", id_hours)?;
     let vehicles = PyDict::new(py);
     let queued: Vec<(&Name, &fold::Vehicle)>;
     let listed: Box<dyn Iterator<Item = (&Name, &fold::Vehicle)>> = if reading {

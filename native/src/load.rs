@@ -2,6 +2,7 @@
 //! `lib::state`, with `PortMetrics.from_state`'s rules. A snapshot that does not hold what a fold could
 //! have written is refused with an error (the worker then rebuilds the state from the topic).
 
+use crate::ids::IdSet;
 use crate::fold::{Bucket, Day, Histogram, Mean, Name, Port, SampleWait, Vehicle};
 use crate::wire::{self, BOOKING_NAMES, EVENT_TYPES};
 use pyo3::exceptions::{PyKeyError, PyValueError};
@@ -194,7 +195,8 @@ pub fn port(state: &Bound<'_, PyDict>, days: &mut impl DayNames) -> PyResult<Por
         }
     }
     p.hour = item(state, "hour")?.extract()?;
-    p.id_hours = hours(&item(state, "id_hours")?)?;
+    let id_hours = hours(&item(state, "id_hours")?)?;
+    p.ids = IdSet::from_hours(id_hours.iter().map(|(h, ids)| (*h, ids.iter().map(|id| &**id).collect())));
     for (vid, v) in dict(&item(state, "vehicles")?)?.iter() {
         let vid: String = vid.extract()?;
         p.vehicles.insert(Arc::from(vid.as_str()), vehicle(&v)?);

@@ -1,0 +1,135 @@
+//! The event ids a port remembers, hour by hour (`PortMetrics.ids` and `id_hours`): each hour's ids
+//! in one byte buffer, found through one hash table of (hour, position) pairs.
+//!
+//! Why not a set of strings: a port remembers two days of ids and forgets the oldest hour each hour;
+//! with a string of its own per id, remembering one cost an allocation and forgetting it a second
+//! read of cold memory (the string, to hash it) besides the table's slot, and a free. Here an id is a
+//! few bytes appended to its hour's buffer, and forgetting an hour reads that buffer in order.
+//!
+//! The table holds at most one entry per id text, and forgetting an hour removes each of its ids by
+//! text, as `ids.pop(event_id, None)` does: a hand-made state that lists an id in two hours behaves
+//! as the Python core's (the first hour to go forgets it).
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+/// One hour's ids: their bytes one after another, and where each ends.
+#[derive(Default)]
+struct Hour {
+    hour: i64,
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Hour {
+    fn id(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+}
+
+#[derive(Default)]
+pub struct IdSet {
+    hours: VecDeque<Hour>,
+    /// the sequence number of `hours[0]` (one more for each hour ever begun)
+    first: u32,
+    /// (sequence number << 32) | position in its hour
+    table: HashTable<u64>,
+    /// a forgotten hour's buffers, kept for the next one (an hour's worth of ids is alike in size)
+    spare: Option<Hour>,
+}
+
+fn hash(id: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(id)
+}
+
+fn text(hours: &VecDeque<Hour>, first: u32, entry: u64) -> &[u8] {
+    hours[((entry >> 32) as u32).wrapping_sub(first) as usize].id((entry & 0xffff_ffff) as usize)
+}
+
+impl IdSet {
+    pub fn contains(&self, id: &str) -> bool {
+        let id = id.as_bytes();
+        let (hours, first) = (&self.hours, self.first);
+        self.table.find(hash(id), |&e| text(hours, first, e) == id).is_some()
+    }
+
+    /// Begin an hour: the ids remembered from now on are listed in it.
+    pub fn begin(&mut self, hour: i64) {
+        let mut h = self.spare.take().unwrap_or_default();
+        h.hour = hour;
+        self.hours.push_back(h);
+    }
+
+    /// Remember an id that is not remembered yet (the caller checked), in the last hour begun
+    /// (`hour` begins one when none was: only a hand-made state lacks it).
+    pub fn remember(&mut self, id: &str, hour: i64) {
+        if self.hours.is_empty() {
+            self.begin(hour);
+        }
+        let seq = self.first.wrapping_add(self.hours.len() as u32 - 1);
+        let last = self.hours.back_mut().expect("begun");
+        let entry = (u64::from(seq) << 32) | last.ends.len() as u64;
+        last.bytes.extend_from_slice(id.as_bytes());
+        last.ends.push(u32::try_from(last.bytes.len()).expect("an hour's ids fit in 4 GB"));
+        let (hours, first) = (&self.hours, self.first);
+        self.table.insert_unique(hash(id.as_bytes()), entry, |&e| hash(text(hours, first, e)));
+    }
+
+    /// A listed id that is remembered already is listed again but not found twice (a loaded state).
+    fn list(&mut self, id: &str, hour: i64) {
+        if self.contains(id) {
+            let last = self.hours.back_mut().expect("begun");
+            last.bytes.extend_from_slice(id.as_bytes());
+            last.ends.push(u32::try_from(last.bytes.len()).expect("an hour's ids fit in 4 GB"));
+        } else {
+            self.remember(id, hour);
+        }
+    }
+
+    pub fn oldest_hour(&self) -> Option<i64> {
+        self.hours.front().map(|h| h.hour)
+    }
+
+    /// Forget the oldest hour and every id it lists.
+    pub fn forget_oldest(&mut self) {
+        let Some(gone) = self.hours.front() else { return };
+        let seq = self.first;
+        for i in 0..gone.ends.len() {
+            let id = gone.id(i);
+            let own = (u64::from(seq) << 32) | i as u64;
+            let hours = &self.hours;
+            let found = self.table.find_entry(hash(id), |&e| e == own || text(hours, seq, e) == id);
+            if let Ok(entry) = found {
+                entry.remove();
+            }
+        }
+        let mut gone = self.hours.pop_front().expect("an oldest hour");
+        self.first = self.first.wrapping_add(1);
+        gone.bytes.clear();
+        gone.ends.clear();
+        self.spare = Some(gone);
+    }
+
+    /// Each hour and its ids, oldest first (`PortMetrics.to_state()`'s `id_hours`).
+    pub fn hours(&self) -> impl Iterator<Item = (i64, impl ExactSizeIterator<Item = &str>)> {
+        self.hours.iter().map(|h| {
+            let ids = (0..h.ends.len()).map(|i| std::str::from_utf8(h.id(i)).expect("ids are text"));
+            (h.hour, ids)
+        })
+    }
+
+    /// A loaded state's hours, as `PortMetrics.from_state` makes its `ids`.
+    pub fn from_hours<'a>(hours: impl IntoIterator<Item = (i64, Vec<&'a str>)>) -> Self {
+        let mut set = IdSet::default();
+        for (hour, ids) in hours {
+            set.begin(hour);
+            for id in ids {
+                set.list(id, hour);
+            }
+        }
+        set
+    }
+}
