@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import os
 import sys
 
 import pytest
@@ -108,6 +109,33 @@ def test_unset_threads_follow_a_free_core_and_a_bad_value_is_one_clear_error(mon
         native.two_threads()
     with pytest.raises(UserError, match="CROSSING_MONITOR_FOLD_THREADS"):  # whichever fold would run
         analyze_log("-", CATALOGUE, predictions=io.BytesIO())
+
+
+@pytest.mark.parametrize(("cores", "others", "load", "free"), [
+    (2, 0.0, 5.0, True),  # a busy last minute does not count: what runs now does
+    (2, 0.4, 0.0, True),
+    (2, 1.0, 0.0, False),
+    (4, 2.4, 9.0, True),
+    (1, 0.0, 0.0, False),
+    (2, None, 0.9, True),  # no /proc/loadavg: the load average says
+    (2, None, 1.5, False),
+])
+def test_a_core_is_free_when_fewer_tasks_run_than_this_process_may_use(monkeypatch, cores, others, load, free):
+    monkeypatch.setattr(native.os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(native, "others_running", lambda: others)
+    monkeypatch.setattr(native.os, "getloadavg", lambda: (load, load, load))
+    assert native.a_core_is_free() is free
+
+
+def test_the_tasks_running_besides_this_one_are_read_from_linux():
+    others = native.others_running()
+    if not os.path.exists("/proc/loadavg"):
+        assert others is None
+    else:
+        # this test's own process is not counted; fewer others run than there are tasks
+        with open("/proc/loadavg") as f:
+            total = int(f.read().split()[3].split("/")[1])
+        assert others is not None and 0 <= others < total
 
 
 @pytest.mark.parametrize("value", ["pyhton", "off", "0"])

@@ -18,6 +18,7 @@ everything folds in Python; CROSSING_MONITOR_FOLD=python chooses the Python fold
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -60,13 +61,34 @@ def a_core_is_free() -> bool:
     """Whether a second thread would have a core of its own now: the parallel fold splits the work in two
     halves that wait for each other twice a chunk (and at each line left to the Python core), so on a
     machine whose cores are all busy a second thread only adds its hand-overs. Cores: those this process
-    may run on (its CPU affinity); the load average is the whole machine's."""
+    may run on (its CPU affinity). Busy: the tasks that run now besides this one (`others_running`), or
+    where that cannot be read, the load average (which still counts work that ended a minute ago, such
+    as the analysis before this one)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        return False
+    others = others_running()
+    if others is not None:
+        return others <= cores - 1.5
     try:
-        load = os.getloadavg()[0]
+        return os.getloadavg()[0] <= cores - 1
     except OSError:  # not on this platform
         return False
-    return cores >= 2 and load <= cores - 1
+
+
+def others_running(samples: int = 5, interval: float = 0.0005) -> float | None:
+    """The mean number of other tasks running or ready to run, over `samples` looks at Linux's
+    /proc/loadavg half a millisecond apart (its fourth field counts this process too); None elsewhere."""
+    counts = []
+    try:
+        for i in range(samples):
+            if i:
+                time.sleep(interval)
+            with open("/proc/loadavg", "rb") as f:
+                counts.append(int(f.read().split()[3].split(b"/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return None
+    return sum(counts) / len(counts)
 
 
 def two_threads() -> bool:
