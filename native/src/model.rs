@@ -974,6 +974,21 @@ impl PortModel {
         self.out = out;
         self.ends = ends;
     }
+
+    /// `take` (with each event's time: [(ms, bytes)]) and `take_bytes` ([bytes]).
+    fn listed<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64, times: bool) -> PyResult<Bound<'py, PyList>> {
+        let (out, ends) = self.generate(py, limit, horizon_ms, false)?;
+        let mut from = 0;
+        let mut items = Vec::with_capacity(ends.len());
+        for &(ms, to) in &ends {
+            let event = PyBytes::new(py, &out[from..to]).into_any();
+            from = to;
+            items.push(if times { (ms, event).into_pyobject(py)?.into_any() } else { event });
+        }
+        let list = PyList::new(py, items);
+        self.keep(out, ends);
+        list
+    }
 }
 
 fn least(xs: &[(f64, usize)]) -> usize {
@@ -1126,31 +1141,13 @@ impl PortModel {
     /// Up to `limit` events before `horizon_ms` as [(ms, bytes)]; [] when the run is over (or at the horizon).
     #[pyo3(signature = (limit, horizon_ms = i64::MAX))]
     fn take<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64) -> PyResult<Bound<'py, PyList>> {
-        let (out, ends) = self.generate(py, limit, horizon_ms, false)?;
-        let mut from = 0;
-        let items = ends.iter().map(|&(ms, to)| {
-            let b = PyBytes::new(py, &out[from..to]);
-            from = to;
-            (ms, b)
-        });
-        let list = PyList::new(py, items);
-        self.keep(out, ends);
-        list
+        self.listed(py, limit, horizon_ms, true)
     }
 
     /// Up to `limit` events before `horizon_ms`, as [bytes] only (the publisher needs no times).
     #[pyo3(signature = (limit, horizon_ms = i64::MAX))]
     fn take_bytes<'py>(&mut self, py: Python<'py>, limit: usize, horizon_ms: i64) -> PyResult<Bound<'py, PyList>> {
-        let (out, ends) = self.generate(py, limit, horizon_ms, false)?;
-        let mut from = 0;
-        let items = ends.iter().map(|&(_, to)| {
-            let b = PyBytes::new(py, &out[from..to]);
-            from = to;
-            b
-        });
-        let list = PyList::new(py, items);
-        self.keep(out, ends);
-        list
+        self.listed(py, limit, horizon_ms, false)
     }
 
     /// Up to `limit` events before `horizon_ms`, joined by newlines: (how many, bytes) — one object for a
