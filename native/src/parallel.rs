@@ -35,15 +35,12 @@ struct Slot<'s> {
 type Names<'s> = Mutex<(&'s mut Vec<String>, &'s mut FxHashMap<String, u32>)>;
 
 fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>> {
-    lines(part)
-        .map(|line| Parsed {
-            line,
-            event: wire::fast_event(line, |p| slugs.contains_key(p)).map(|ev| {
-                let port = slugs[&*ev.port];
-                (ev, port)
-            }),
-        })
-        .collect()
+    // (the port's number kept from the one look-up that checks it: an event's port is looked at once)
+    let found = std::cell::Cell::new(0);
+    let is_port = |p: &str| slugs.get(p).map(|&i| found.set(i)).is_some();
+    let mut parsed = Vec::with_capacity(part.len() / 256);
+    parsed.extend(lines(part).map(|line| Parsed { line, event: wire::fast_event(line, is_port).map(|ev| (ev, found.get())) }));
+    parsed
 }
 
 /// `slot`'s events of `run`, in order; the duplicates it found.
