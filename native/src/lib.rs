@@ -224,7 +224,7 @@ impl Fold {
         let clock = self.clocks[i].bind(py);
         let (names, index) = (&mut self.day_names, &mut self.day_index);
         let name = |quarter: i64| -> PyResult<Vec<u32>> {
-            Ok(day_block(&clock, quarter)?.into_iter().map(|day| intern(names, index, day)).collect())
+            Ok(day_block(clock, quarter)?.into_iter().map(|day| intern(names, index, day)).collect())
         };
         let folded = fold_event(&mut self.ports[i], &mut self.generations[i], &mut self.day_cache[i], name, ev)?;
         if !folded {

@@ -471,6 +471,7 @@ impl PortModel {
         let end = self.end;
         loop {
             let t = self.walkups.t;
+            #[allow(clippy::neg_cmp_op_on_partial_ord)] // (a NaN time ends the loop, as Python's `while t < end`)
             if !(t < end) {
                 break;
             }
@@ -940,7 +941,7 @@ impl PortModel {
         limit: usize,
         horizon_ms: i64,
         joined: bool,
-    ) -> PyResult<(Vec<u8>, Vec<(i64, usize)>)> {
+    ) -> PyResult<Chunk> {
         // (the caller hands the buffers back with `keep`, so a chunk reuses the last one's memory)
         let mut out = std::mem::take(&mut self.out);
         let mut ends = std::mem::take(&mut self.ends);
@@ -968,6 +969,13 @@ fn push_uint(out: &mut Vec<u8>, mut n: u64) {
     }
     out.extend_from_slice(&digits[i..]);
 }
+
+/// The Python callables that answer for the calendar (see producers/native.py): a day's plan, a local
+/// date, hour texts, a minute's text, a cargo's tonnes.
+type Callbacks = (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>);
+
+/// Events made by one `generate`: their bytes one after another, and each one's time (ms) and end.
+type Chunk = (Vec<u8>, Vec<(i64, usize)>);
 
 impl PortModel {
     fn keep(&mut self, out: Vec<u8>, ends: Vec<(i64, usize)>) {
@@ -1035,7 +1043,7 @@ impl PortModel {
         scanner_ids: &Bound<'_, PyAny>,
         bay_ids: &Bound<'_, PyAny>,
         scanners_out: Vec<(f64, f64, usize)>,
-        callbacks: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>),
+        callbacks: Callbacks,
     ) -> PyResult<Self> {
         let _ = py;
         if state.len() != 625 {
