@@ -97,7 +97,7 @@ def test_a_view_is_rebuilt_only_when_its_port_changed(messages):
     assert native.ports[slug] is not first
 
 
-@pytest.mark.parametrize("breakage", ["version", "vehicle", "sorted"])
+@pytest.mark.parametrize("breakage", ["version", "vehicle", "sorted", "hour"])
 def test_a_snapshot_it_cannot_have_written_is_refused(messages, breakage):
     native = NativeMonitor(CATALOGUE)
     for raw in messages[:3000]:
@@ -109,6 +109,8 @@ def test_a_snapshot_it_cannot_have_written_is_refused(messages, breakage):
     elif breakage == "vehicle":
         vid = next(iter(state["vehicles"]))
         state["vehicles"][vid] = state["vehicles"][vid][:5]
+    elif breakage == "hour":  # sensors, but no hour: the Python core would mark vehicles touched in hour None
+        state["hour"] = None
     else:
         state["recent_exits"] = [3, 2, 1]
     with pytest.raises(Exception):  # noqa: B017 - any refusal: the worker then rebuilds from the topic
@@ -132,7 +134,7 @@ def test_a_message_that_is_not_bytes_is_judged_as_the_python_monitor_judges_it()
         assert verdict(native.process(raw)) == verdict(python.process(bytes(raw) if type(raw) is not str else raw))
 
 
-# ---- hand-made snapshots: ids listed more than once -----------------------------
+# ---- hand-made snapshots: ids listed more than once, hours missing -----------------------------
 
 SLUG = "khorgos"
 T0 = 1714521600  # 2024-05-01T00:00:00Z, the start of an hour
@@ -216,5 +218,47 @@ def test_an_id_listed_in_two_hours_and_twice_in_one_is_forgotten_by_text_as_the_
     dup("gate.exited", T0 + 98 * H, "v9")  # a duplicate
     # the premise, by the 48 hours an id is remembered: the Python core judged so too
     assert [d is None for d in dups] == [False, True, False, True, False, True, True, False]
+    assert full(native, SLUG) == python.ports[SLUG].to_state()
+    assert native.ports[SLUG].report() == python.ports[SLUG].report()
+
+
+def _last_hour_left_out(state: dict) -> None:
+    state["id_hours"].pop()
+    state["vehicle_hours"].pop()
+
+
+HAND_MADE = {
+    # the Python core then folds into a list that no hour holds: those ids are never forgotten, and those
+    # vehicles are never pruned (unless touched again in a later hour)
+    "no id hours": lambda s: s.update(id_hours=[]),
+    "no vehicle hours": lambda s: s.update(vehicle_hours=[]),
+    "no hours": lambda s: s.update(id_hours=[], vehicle_hours=[]),
+    # the current hour's lists left out: the last hour listed takes the ids and vehicles
+    "without the current hour": _last_hour_left_out,
+    "hours newest first": lambda s: s.update(id_hours=s["id_hours"][::-1], vehicle_hours=s["vehicle_hours"][::-1]),
+    "an id in the oldest and the current hour": lambda s: s["id_hours"][-1][1].append(s["id_hours"][0][1][0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HAND_MADE))
+def test_a_hand_made_state_folds_on_as_in_the_python_core(case):
+    """States no fold writes but `PortMetrics.from_state` accepts: the same verdicts (ids resent before and
+    after 48 h) and the same state once vehicles are 7 days and an hour old."""
+    state = four_hours()
+    HAND_MADE[case](state)
+    native, python = loaded(state)
+    old = state["id_hours"][0][1][0] if state["id_hours"] else "u-old"
+    resent = [event("gate.exited", T0 + 3 * H + 5, "v1", event_id=i) for i in ("x1", old)]  # again and again
+    events = [
+        event("gate.exited", T0 + 3 * H + 5, "v1", event_id="x1"),  # before any new hour
+        event("vehicle.arrived", T0 + 3 * H + 6, "v7"),
+        *resent,
+        *tick(T0 + 49 * H),  # 48 h on: ids forgotten
+        *resent,
+        event("vehicle.arrived", T0 + 49 * H, "v8"),
+        *tick(T0 + 200 * H),  # 7 days and an hour on: vehicles forgotten
+        *resent,
+    ]
+    fold_both(native, python, events)
     assert full(native, SLUG) == python.ports[SLUG].to_state()
     assert native.ports[SLUG].report() == python.ports[SLUG].report()
