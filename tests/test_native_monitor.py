@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import eventlog
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from messy import messy_log
 
 from crossing_monitor.core.catalogue import load_catalogue
@@ -262,3 +264,27 @@ def test_a_hand_made_state_folds_on_as_in_the_python_core(case):
     fold_both(native, python, events)
     assert full(native, SLUG) == python.ports[SLUG].to_state()
     assert native.ports[SLUG].report() == python.ports[SLUG].report()
+
+
+POOL = ["p0", "p1"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    listed=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(POOL)), max_size=10),
+    steps=st.lists(st.tuples(st.sampled_from([0, 1, 2, 23, 46, 47, 48]), st.sampled_from(POOL)), max_size=16),
+)
+def test_ids_listed_anywhere_in_a_loaded_state_are_judged_as_the_python_core_judges_them(listed, steps):
+    """Pool ids listed in any of the four hours, any number of times; then the watermark moves on by
+    0 to 48 hours at a time, a pool id resent after each move; with a checkpoint after half the steps."""
+    state = four_hours()
+    for hour, event_id in listed:
+        state["id_hours"][hour][1].append(event_id)
+    native, python = loaded(state)
+    t = T0 + 3 * H
+    for i, (hours, event_id) in enumerate(steps):
+        if i == len(steps) // 2:
+            native, python = loaded_checkpoints(native, python)
+        t += hours * H
+        fold_both(native, python, [*tick(t), event("scan.completed", t, f"v{i % 3}", event_id=event_id)])
+    assert full(native, SLUG) == python.ports[SLUG].to_state()
