@@ -182,6 +182,54 @@ def test_an_arrival_whose_sensor_moves_the_watermark_past_its_vehicle_leaves_one
     assert_same_fold(log(lines))
 
 
+# A vehicle's first events come from the leading sensor ("ahead") while the watermark stays at START, so
+# its record is touched in START's hour; then one event of it from a third sensor ("s2") moves the
+# watermark past that record's horizon (72 h for a vehicle that exited, 7 days and an hour for one that
+# did not), and that very event meets the vehicle forgotten. Its contributions against the old record
+# (1 h of wait, inspection or clearance) must then be dropped, and a new record made, as the core does.
+OWN_STEP_FORGETS = {
+    "arrival after an exit": ([("gate.exited", 5 * DAY)], ("vehicle.arrived", 5 * DAY - HOUR)),
+    "entry after an exit": ([("gate.exited", 5 * DAY)], ("gate.entered", 5 * DAY - HOUR)),
+    "earlier exit after an entry and exit": (
+        [("gate.entered", 5 * DAY - 2 * HOUR), ("gate.exited", 5 * DAY)],
+        ("gate.exited", 5 * DAY - HOUR),
+    ),
+    "exit after an arrival": ([("vehicle.arrived", 7 * DAY)], ("gate.exited", 7 * DAY + HOUR)),
+    "entry after an arrival": ([("vehicle.arrived", 7 * DAY)], ("gate.entered", 7 * DAY + HOUR)),
+    "scan after an arrival": ([("vehicle.arrived", 7 * DAY)], ("scan.completed", 7 * DAY + HOUR)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWN_STEP_FORGETS))
+def test_an_event_whose_own_watermark_step_forgets_its_vehicle_meets_a_new_record(case):
+    """Two ports with the same story, folded on two threads that swap the ports between the vehicle's
+    first events and the one that forgets it (the busier port goes to the first thread: burang is the
+    busier one after the line for Python)."""
+    leader_events, (last_type, last_at) = OWN_STEP_FORGETS[case]
+
+    def ev(port: str, kind: str, t: int, sensor: str, vehicle: str = "v0") -> dict[str, Any]:
+        return eventlog.event(kind, _ts(START + t, "Z"), vehicle, port=port, sensor_id=sensor)
+
+    def setup(port: str) -> list[dict[str, Any]]:
+        ticks = [ev(port, "scan.completed", 0, "s1", "tick"), ev(port, "scan.completed", 10 * DAY, "ahead", "tick")]
+        return ticks + [ev(port, kind, t, "ahead") for kind, t in leader_events]
+
+    def idle(port: str) -> list[dict[str, Any]]:  # events that move no clock: only make a port the busier
+        return [ev(port, "scan.completed", 0, "s1", "tick") for _ in range(4)]
+
+    first = setup("khorgos") + setup("burang") + idle("khorgos")
+    second = [ev("burang", last_type, last_at, "s2"), *idle("burang"), ev("khorgos", last_type, last_at, "s2")]
+    data = log([*eventlog.lines(first), b"not json", *eventlog.lines(second)])
+    want = snapshot(reference(data))
+    for port in ("khorgos", "burang"):  # the premise: the record holds the last event only
+        record = want["state"][port]["vehicles"]["v0"]
+        _touched, arrived, _dir, _booked, entered, exited, _cls, _exit_dir, progressed = record
+        times = {"vehicle.arrived": arrived, "gate.entered": entered, "gate.exited": exited}
+        assert {k for k, t in times.items() if t is not None} == ({last_type} & times.keys()), record
+        assert progressed is (last_type != "vehicle.arrived")
+    assert_same_fold(data, want=want, note=case)
+
+
 # ---- b) the messy log and a simulator log of a few days ------------------------------------
 
 

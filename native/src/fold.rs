@@ -364,30 +364,33 @@ impl Port {
                 self.advance(ts);
             }
         }
-        self.ids.remember(&ev.event_id, self.hour.unwrap_or(0));
+        self.ids.remember(&ev.event_id);
         self.events_by_type[ev.etype as usize] += 1;
     }
 
     /// `_vehicle`: the record, created or marked as touched in the current hour, with its name and
     /// whether it was there (one look-up: an event's handler reads and writes the record through it).
+    /// Listed in the last hour begun; in none while none was (a loaded state without `vehicle_hours`:
+    /// the Python core's `_vehicles_this_hour` is then a list that no hour holds).
     fn touch(&mut self, vehicle_id: &str) -> (Name, &mut Vehicle, bool) {
         let hour = self.hour.unwrap_or(0); // set by the event's accept
-        if self.vehicle_hours.is_empty() {
-            self.vehicle_hours.push_back((hour, Vec::new()));
-        }
-        let touched = &mut self.vehicle_hours.back_mut().expect("not empty").1;
+        let mut touched = self.vehicle_hours.back_mut().map(|(_, names)| names);
         match self.vehicles.entry_ref(vehicle_id) {
             EntryRef::Occupied(entry) => {
                 let (name, v) = (entry.key().clone(), entry.into_mut());
                 if v.touched_hour != hour {
                     v.touched_hour = hour;
-                    touched.push(name.clone());
+                    if let Some(touched) = touched.as_mut() {
+                        touched.push(name.clone());
+                    }
                 }
                 (name, v, true)
             }
             EntryRef::Vacant(entry) => {
                 let name: Name = Arc::from(vehicle_id);
-                touched.push(name.clone());
+                if let Some(touched) = touched.as_mut() {
+                    touched.push(name.clone());
+                }
                 let v = entry.insert_with_key(name.clone(), Vehicle::touched(hour));
                 (name, v, false)
             }

@@ -9,9 +9,13 @@
 //! The table holds at most one entry per id text, and forgetting an hour removes each of its ids by
 //! text, as `ids.pop(event_id, None)` does: a hand-made state that lists an id in two hours behaves
 //! as the Python core's (the first hour to go forgets it).
+//!
+//! A hand-made state may list no hour at all (`id_hours` empty): the Python core then puts the ids of
+//! the events folded before the next hour begins in a list that no hour holds, so they are never listed
+//! in a snapshot nor forgotten. `unlisted` holds those.
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
@@ -39,6 +43,8 @@ pub struct IdSet {
     table: HashTable<u64>,
     /// a forgotten hour's buffers, kept for the next one (an hour's worth of ids is alike in size)
     spare: Option<Hour>,
+    /// ids remembered while no hour was begun (only after loading a state without `id_hours`)
+    unlisted: FxHashSet<Box<str>>,
 }
 
 fn hash(id: &[u8]) -> u64 {
@@ -51,9 +57,10 @@ fn text(hours: &VecDeque<Hour>, first: u32, entry: u64) -> &[u8] {
 
 impl IdSet {
     pub fn contains(&self, id: &str) -> bool {
-        let id = id.as_bytes();
+        let bytes = id.as_bytes();
         let (hours, first) = (&self.hours, self.first);
-        self.table.find(hash(id), |&e| text(hours, first, e) == id).is_some()
+        self.table.find(hash(bytes), |&e| text(hours, first, e) == bytes).is_some()
+            || (!self.unlisted.is_empty() && self.unlisted.contains(id))
     }
 
     /// Begin an hour: the ids remembered from now on are listed in it.
@@ -63,11 +70,12 @@ impl IdSet {
         self.hours.push_back(h);
     }
 
-    /// Remember an id that is not remembered yet (the caller checked), in the last hour begun
-    /// (`hour` begins one when none was: only a hand-made state lacks it).
-    pub fn remember(&mut self, id: &str, hour: i64) {
+    /// Remember an id that is not remembered yet (the caller checked), in the last hour begun, or
+    /// unlisted while none was (a loaded state without hours, as the Python core's `_ids_this_hour`).
+    pub fn remember(&mut self, id: &str) {
         if self.hours.is_empty() {
-            self.begin(hour);
+            self.unlisted.insert(id.into());
+            return;
         }
         let seq = self.first.wrapping_add(self.hours.len() as u32 - 1);
         let last = self.hours.back_mut().expect("begun");
@@ -79,13 +87,13 @@ impl IdSet {
     }
 
     /// A listed id that is remembered already is listed again but not found twice (a loaded state).
-    fn list(&mut self, id: &str, hour: i64) {
+    fn list(&mut self, id: &str) {
         if self.contains(id) {
             let last = self.hours.back_mut().expect("begun");
             last.bytes.extend_from_slice(id.as_bytes());
             last.ends.push(u32::try_from(last.bytes.len()).expect("an hour's ids fit in 4 GB"));
         } else {
-            self.remember(id, hour);
+            self.remember(id);
         }
     }
 
@@ -102,8 +110,15 @@ impl IdSet {
             let own = (u64::from(seq) << 32) | i as u64;
             let hours = &self.hours;
             let found = self.table.find_entry(hash(id), |&e| e == own || text(hours, seq, e) == id);
-            if let Ok(entry) = found {
-                entry.remove();
+            match found {
+                Ok(entry) => {
+                    entry.remove();
+                }
+                Err(_) if !self.unlisted.is_empty() => {
+                    // (`ids.pop` by text: cannot be listed and unlisted in a fold, but the rule is one)
+                    self.unlisted.remove(std::str::from_utf8(id).expect("ids are text"));
+                }
+                Err(_) => {}
             }
         }
         let mut gone = self.hours.pop_front().expect("an oldest hour");
@@ -127,7 +142,7 @@ impl IdSet {
         for (hour, ids) in hours {
             set.begin(hour);
             for id in ids {
-                set.list(id, hour);
+                set.list(id);
             }
         }
         set

@@ -195,6 +195,10 @@ pub fn port(state: &Bound<'_, PyDict>, days: &mut impl DayNames) -> PyResult<Por
         }
     }
     p.hour = item(state, "hour")?.extract()?;
+    if p.hour.is_none() && p.top_sensor.is_some() {
+        // (a fold's first event begins an hour; the Python core would record vehicles touched in no hour)
+        return Err(bad("a sensor has reported but no hour was begun"));
+    }
     let id_hours = hours(&item(state, "id_hours")?)?;
     p.ids = IdSet::from_hours(id_hours.iter().map(|(h, ids)| (*h, ids.iter().map(|id| &**id).collect())));
     for (vid, v) in dict(&item(state, "vehicles")?)?.iter() {
