@@ -456,23 +456,12 @@ impl Port {
         let was = std::mem::replace(&mut rec.progressed, true);
         if v.is_some() && changed {
             let (old_i, new_i, old_c, new_c) = contributions.expect("computed when changed");
-            match old_i {
-                None => {
-                    if let Some(n) = new_i {
-                        self.add_inspection(&name, n, 1);
-                    }
-                }
-                Some(_) if old_i != new_i => self.count_inspection(&name, old_i, new_i),
-                _ => {}
+            // (an old contribution of None retracts nothing: the new one is only added)
+            if old_i != new_i {
+                self.count_inspection(&name, old_i, new_i);
             }
-            match old_c {
-                None => {
-                    if let Some(n) = new_c {
-                        self.add_clearance(&name, n, 1);
-                    }
-                }
-                Some(_) if old_c != new_c => self.count_clearance(&name, old_c, new_c),
-                _ => {}
+            if old_c != new_c {
+                self.count_clearance(&name, old_c, new_c);
             }
         }
         self.leave_queue(was, vid);
