@@ -35,11 +35,23 @@ struct Slot<'s> {
 type Names<'s> = Mutex<(&'s mut Vec<String>, &'s mut FxHashMap<String, u32>)>;
 
 fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>> {
-    // (the port's number kept from the one look-up that checks it: an event's port is looked at once)
-    let found = std::cell::Cell::new(0);
+    // (the port's number kept from the one look-up that checks it: an event's port is looked at once;
+    // looked up again should the check ever not have run for the line)
+    let found = std::cell::Cell::new(usize::MAX);
     let is_port = |p: &str| slugs.get(p).map(|&i| found.set(i)).is_some();
+    let port_of = |ev: &Event| match found.replace(usize::MAX) {
+        usize::MAX => slugs[&*ev.port],
+        i => i,
+    };
     let mut parsed = Vec::with_capacity(part.len() / 256);
-    parsed.extend(lines(part).map(|line| Parsed { line, event: wire::fast_event(line, is_port).map(|ev| (ev, found.get())) }));
+    parsed.extend(lines(part).map(|line| {
+        found.set(usize::MAX);
+        let event = wire::fast_event(line, is_port).map(|ev| {
+            let port = port_of(&ev);
+            (ev, port)
+        });
+        Parsed { line, event }
+    }));
     parsed
 }
 

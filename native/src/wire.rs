@@ -476,6 +476,11 @@ mod tests {
         // the last date read is remembered: the next read of it, and of other dates, still checks them
         for _ in 0..2 {
             assert_eq!(parse_timestamp(b"2024-02-29T01:00:00Z"), Some(1_709_168_400 * SECOND));
+            // dates sharing the remembered one's first eight bytes (a key of fewer bytes would take them)
+            assert_eq!(parse_timestamp(b"2024-02-28T01:00:00Z"), Some((1_709_168_400 - 86_400) * SECOND));
+            assert_eq!(parse_timestamp(b"2024-02-30T01:00:00Z"), None);
+            assert_eq!(parse_timestamp(b"2024-02-29T01:00:00Z"), Some(1_709_168_400 * SECOND));
+            assert_eq!(parse_timestamp(b"2024-02-2xT01:00:00Z"), None);
             assert_eq!(parse_timestamp(b"2023-02-29T01:00:00Z"), None);
             assert_eq!(parse_timestamp(b"2024-02-29T24:00:00Z"), None);
             assert_eq!(parse_timestamp(b"2024-13-01T01:00:00Z"), None);
