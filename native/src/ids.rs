@@ -28,6 +28,13 @@ struct Hour {
 }
 
 impl Hour {
+    /// List `id` after the others; its position.
+    fn push(&mut self, id: &str) -> usize {
+        self.bytes.extend_from_slice(id.as_bytes());
+        self.ends.push(u32::try_from(self.bytes.len()).expect("an hour's ids fit in 4 GB"));
+        self.ends.len() - 1
+    }
+
     fn id(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.bytes[start..self.ends[i] as usize]
@@ -78,10 +85,8 @@ impl IdSet {
             return;
         }
         let seq = self.first.wrapping_add(self.hours.len() as u32 - 1);
-        let last = self.hours.back_mut().expect("begun");
-        let entry = (u64::from(seq) << 32) | last.ends.len() as u64;
-        last.bytes.extend_from_slice(id.as_bytes());
-        last.ends.push(u32::try_from(last.bytes.len()).expect("an hour's ids fit in 4 GB"));
+        let at = self.hours.back_mut().expect("begun").push(id);
+        let entry = (u64::from(seq) << 32) | at as u64;
         let (hours, first) = (&self.hours, self.first);
         self.table.insert_unique(hash(id.as_bytes()), entry, |&e| hash(text(hours, first, e)));
     }
@@ -89,9 +94,7 @@ impl IdSet {
     /// A listed id that is remembered already is listed again but not found twice (a loaded state).
     fn list(&mut self, id: &str) {
         if self.contains(id) {
-            let last = self.hours.back_mut().expect("begun");
-            last.bytes.extend_from_slice(id.as_bytes());
-            last.ends.push(u32::try_from(last.bytes.len()).expect("an hour's ids fit in 4 GB"));
+            self.hours.back_mut().expect("begun").push(id);
         } else {
             self.remember(id);
         }
@@ -137,7 +140,7 @@ impl IdSet {
     }
 
     /// A loaded state's hours, as `PortMetrics.from_state` makes its `ids`.
-    pub fn from_hours<'a>(hours: impl IntoIterator<Item = (i64, Vec<&'a str>)>) -> Self {
+    pub fn from_hours<'a, I: IntoIterator<Item = &'a str>>(hours: impl IntoIterator<Item = (i64, I)>) -> Self {
         let mut set = IdSet::default();
         for (hour, ids) in hours {
             set.begin(hour);

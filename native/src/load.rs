@@ -200,7 +200,7 @@ pub fn port(state: &Bound<'_, PyDict>, days: &mut impl DayNames) -> PyResult<Por
         return Err(bad("a sensor has reported but no hour was begun"));
     }
     let id_hours = hours(&item(state, "id_hours")?)?;
-    p.ids = IdSet::from_hours(id_hours.iter().map(|(h, ids)| (*h, ids.iter().map(|id| &**id).collect())));
+    p.ids = IdSet::from_hours(id_hours.iter().map(|(h, ids)| (*h, ids.iter().map(|id| &**id))));
     for (vid, v) in dict(&item(state, "vehicles")?)?.iter() {
         let vid: String = vid.extract()?;
         p.vehicles.insert(Arc::from(vid.as_str()), vehicle(&v)?);

@@ -39,7 +39,7 @@ fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>
     // looked up again should the check ever not have run for the line)
     let found = std::cell::Cell::new(usize::MAX);
     let is_port = |p: &str| slugs.get(p).map(|&i| found.set(i)).is_some();
-    let port_of = |ev: &Event| match found.replace(usize::MAX) {
+    let port_of = |ev: &Event| match found.get() {
         usize::MAX => slugs[&*ev.port],
         i => i,
     };
