@@ -26,3 +26,20 @@ def kafka() -> Iterator[object]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that ran workers says what their logs tell of membership, recovery and trouble,
+    so that a failure seen once (in CI, say) can be understood from its report alone."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "setup":
+        from workers import WorkerProcess
+
+        WorkerProcess.started.clear()
+    if report.failed and call.when == "call":
+        from workers import WorkerProcess
+
+        for worker in WorkerProcess.started:
+            report.sections.append((f"worker log {worker.log_path.name}: membership and trouble", worker.story()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from crossing_monitor.kafka.broker import free_port
 __all__ = ["free_port"]
 
 PARTITIONS = 8
+
+# log lines that tell a worker's group membership, recovery and trouble (WorkerProcess.story)
+STORY = re.compile(
+    r"Joined group|Revoking|Setting newly assigned|Recovery\]: (?:Recovery complete|Restore complete|Worker ready"
+    r"|Highwater|Remaining|Resuming|Restoring)|restored checkpoint|rebalanc|Heartbeat|WARNING|ERROR|Traceback"
+    r"|no progress|Signal received",
+    re.I,
+)
 
 
 def key_of(line: bytes) -> bytes | None:
@@ -122,6 +131,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 class WorkerProcess:
     """`crossing-monitor worker` as a child process of the test, on loopback."""
 
+    started: list[WorkerProcess] = []  # this test's workers, for the failure report (conftest)
+
     def __init__(
         self, bootstrap: str, topic: str, workdir: Path, name: str = "w", env: dict[str, str] | None = None
     ) -> None:
@@ -163,6 +174,7 @@ class WorkerProcess:
             env=env,
             start_new_session=True,
         )
+        WorkerProcess.started.append(self)
         wait_until(self.healthy, 90, f"worker on port {self.port} to answer (log: {self.log_path})")
         return self
 
@@ -181,6 +193,16 @@ class WorkerProcess:
 
     def log_tail(self, n: int = 3000) -> str:
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def story(self, limit: int = 120) -> str:
+        """The log's lines about membership, recovery, restores and trouble: what a failed test needs
+        to tell a stuck rebalance from a slow fold (the whole log is in the test's tmp_path)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            return f"(no log: {exc})"
+        picked = [line[:200] for line in lines if STORY.search(line)]
+        return "\n".join(picked[-limit:])
 
     def kill(self) -> None:
         """kill -9 of the whole process group: no goodbye, no final checkpoint."""
