@@ -1,6 +1,7 @@
 //! `analyze`'s fold on two threads, exactly as on one: ports are independent (each one's state sees only
 //! its own events, in the log's order), so a chunk's lines are parsed in two halves at once, then its
-//! ports are split between two threads that each fold their own ports' events in the log's order.
+//! ports are split between two threads that each fold their own ports, port by port, each port's events
+//! in the log's order (the parse lists each port's positions, so a thread never looks at another's).
 //!
 //! A line the fast path leaves to the Python core (a rejection, an unusual form) is judged on the calling
 //! thread, in its place: the events before it are folded first, the ones after it once it is judged.
@@ -26,6 +27,7 @@ struct Parsed<'a> {
 
 /// One port's state as a folding thread holds it.
 struct Slot<'s> {
+    events: &'s [u32],
     port: &'s mut Option<Port>,
     generation: &'s mut u64,
     cache: &'s mut FxHashMap<i64, u32>,
@@ -34,7 +36,13 @@ struct Slot<'s> {
 
 type Names<'s> = Mutex<(&'s mut Vec<String>, &'s mut FxHashMap<String, u32>)>;
 
-fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>> {
+/// A half chunk parsed: its lines in order, and per port the positions of its events among them (in order).
+struct Half<'a> {
+    parsed: Vec<Parsed<'a>>,
+    by_port: Vec<Vec<u32>>,
+}
+
+fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Half<'a> {
     // (the port's number kept from the one look-up that checks it: an event's port is looked at once;
     // looked up again should the check ever not have run for the line)
     let found = std::cell::Cell::new(usize::MAX);
@@ -44,23 +52,24 @@ fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Vec<Parsed<'a>
         i => i,
     };
     let mut parsed = Vec::with_capacity(part.len() / 256);
-    parsed.extend(lines(part).map(|line| {
+    let mut by_port: Vec<Vec<u32>> = vec![Vec::new(); slugs.len()];
+    for (k, line) in lines(part).enumerate() {
         found.set(usize::MAX);
         let event = wire::fast_event(line, is_port).map(|ev| {
             let port = port_of(&ev);
+            by_port[port].push(k as u32);
             (ev, port)
         });
-        Parsed { line, event }
-    }));
-    parsed
+        parsed.push(Parsed { line, event });
+    }
+    Half { parsed, by_port }
 }
 
-/// `slot`'s events of `run`, in order; the duplicates it found.
-fn fold_slots(run: &[Parsed], mut slots: Vec<Option<Slot>>, names: &Names) -> PyResult<u64> {
+/// The events of each port of `slots` (`run`'s positions of them, in order), port by port: ports are
+/// independent, and one port's state stays in the cache while its events are folded. The duplicates found.
+fn fold_slots(parsed: &[Parsed], slots: Vec<Option<Slot>>, names: &Names) -> PyResult<u64> {
     let mut duplicates = 0;
-    for p in run {
-        let Some((ev, i)) = &p.event else { continue };
-        let Some(slot) = slots[*i].as_mut() else { continue };
+    for slot in slots.into_iter().flatten() {
         let clock = slot.clock;
         let name = |quarter: i64| -> PyResult<Vec<u32>> {
             // the GIL first, then the table: a thread never waits for one while holding the other
@@ -69,8 +78,11 @@ fn fold_slots(run: &[Parsed], mut slots: Vec<Option<Slot>>, names: &Names) -> Py
             let (list, index) = &mut *table;
             Ok(days.into_iter().map(|day| intern(list, index, day)).collect())
         };
-        if !fold_event(slot.port, slot.generation, slot.cache, name, ev)? {
-            duplicates += 1;
+        for &k in slot.events {
+            let Some((ev, _)) = &parsed[k as usize].event else { continue };
+            if !fold_event(&mut *slot.port, &mut *slot.generation, &mut *slot.cache, name, ev)? {
+                duplicates += 1;
+            }
         }
     }
     Ok(duplicates)
@@ -113,13 +125,26 @@ impl Fold {
 
     /// Parsed lines in order: each run of events between two lines for the Python core folded by
     /// `fold_run`, each of those lines judged in its place.
-    fn fold_parsed(&mut self, py: Python<'_>, parsed: &[Parsed]) -> PyResult<()> {
+    fn fold_parsed(&mut self, py: Python<'_>, half: &Half) -> PyResult<()> {
+        let parsed = &half.parsed;
+        let mut taken = vec![0; half.by_port.len()]; // per port: its events folded so far
         let mut start = 0;
         while start < parsed.len() {
             // a run ends at a line for the Python core (blank lines are no messages: they stay in it)
             let for_python = |p: &Parsed| p.event.is_none() && !is_blank(p.line);
             let end = parsed[start..].iter().position(for_python).map_or(parsed.len(), |k| start + k);
-            self.fold_run(py, &parsed[start..end])?;
+            let runs: Vec<&[u32]> = half
+                .by_port
+                .iter()
+                .zip(taken.iter_mut())
+                .map(|(list, from)| {
+                    let upto = *from + list[*from..].partition_point(|&k| (k as usize) < end);
+                    let events = &list[*from..upto];
+                    *from = upto;
+                    events
+                })
+                .collect();
+            self.fold_run(py, &parsed[start..end], parsed, &runs)?;
             if end < parsed.len() {
                 self.parsed_line(py, parsed[end].line, None)?;
             }
@@ -128,14 +153,10 @@ impl Fold {
         Ok(())
     }
 
-    /// A run of events, in order: on two threads by port when it is long and has two ports to share.
-    fn fold_run(&mut self, py: Python<'_>, run: &[Parsed]) -> PyResult<()> {
-        let mut counts = vec![0; self.ports.len()];
-        for p in run {
-            if let Some((_, i)) = &p.event {
-                counts[*i] += 1;
-            }
-        }
+    /// A run of events, in order: on two threads by port when it is long and has two ports to share
+    /// (`by_port`: each port's events of the run, as positions in `parsed`).
+    fn fold_run(&mut self, py: Python<'_>, run: &[Parsed], parsed: &[Parsed], by_port: &[&[u32]]) -> PyResult<()> {
+        let counts: Vec<usize> = by_port.iter().map(|events| events.len()).collect();
         let events: usize = counts.iter().sum();
         let owner = if events >= self.parallel_run.max(2) { split(&counts) } else { None };
         let Some(owner) = owner else {
@@ -149,7 +170,7 @@ impl Fold {
         let mut groups: [Vec<Option<Slot>>; 2] = [Vec::new(), Vec::new()];
         let slots = self.ports.iter_mut().zip(self.generations.iter_mut()).zip(self.day_cache.iter_mut());
         for (i, ((port, generation), cache)) in slots.enumerate() {
-            let slot = Slot { port, generation, cache, clock: &self.clocks[i] };
+            let slot = Slot { events: by_port[i], port, generation, cache, clock: &self.clocks[i] };
             let t = owner[i];
             groups[t].push(Some(slot));
             groups[1 - t].push(None);
@@ -159,8 +180,8 @@ impl Fold {
         let (a, b) = py.detach(|| {
             std::thread::scope(|scope| {
                 // (a thread state held for the whole run: naming a day then only takes the GIL, instead of making one)
-                let other = scope.spawn(|| Python::attach(|py| py.detach(|| fold_slots(run, theirs, &names))));
-                let folded = fold_slots(run, mine, &names);
+                let other = scope.spawn(|| Python::attach(|py| py.detach(|| fold_slots(parsed, theirs, &names))));
+                let folded = fold_slots(parsed, mine, &names);
                 (folded, other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         });
