@@ -131,7 +131,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 class WorkerProcess:
     """`crossing-monitor worker` as a child process of the test, on loopback."""
 
-    started: list[WorkerProcess] = []  # this test's workers, for the failure report (conftest)
+    started: list[WorkerProcess] = []  # every worker of the session, for failure reports (conftest)
 
     def __init__(
         self, bootstrap: str, topic: str, workdir: Path, name: str = "w", env: dict[str, str] | None = None

@@ -57,7 +57,8 @@ fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Half<'a> {
         found.set(usize::MAX);
         let event = wire::fast_event(line, is_port).map(|ev| {
             let port = port_of(&ev);
-            by_port[port].push(k as u32);
+            // (a half chunk of 2^32 lines would need far more memory for `parsed` than any machine has)
+            by_port[port].push(u32::try_from(k).expect("fewer than 2^32 lines in a half chunk"));
             (ev, port)
         });
         parsed.push(Parsed { line, event });
@@ -65,7 +66,7 @@ fn parse<'a>(part: &'a [u8], slugs: &FxHashMap<String, usize>) -> Half<'a> {
     Half { parsed, by_port }
 }
 
-/// The events of each port of `slots` (`run`'s positions of them, in order), port by port: ports are
+/// The events of each port of `slots` (their positions in `parsed`, in order), port by port: ports are
 /// independent, and one port's state stays in the cache while its events are folded. The duplicates found.
 fn fold_slots(parsed: &[Parsed], slots: Vec<Option<Slot>>, names: &Names) -> PyResult<u64> {
     let mut duplicates = 0;
@@ -187,7 +188,8 @@ impl Fold {
         });
         self.parallel_runs += 1;
         // Either thread's error fails the whole fold (`feed` makes it unusable): the other one may have
-        // folded past the failing event, as one thread would not have.
+        // folded past the failing event, as one thread would not have, and each thread meets its first
+        // failure in its ports' order, not the log's.
         self.duplicates += a? + b?;
         Ok(())
     }
