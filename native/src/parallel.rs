@@ -134,7 +134,7 @@ impl Fold {
             // a run ends at a line for the Python core (blank lines are no messages: they stay in it)
             let for_python = |p: &Parsed| p.event.is_none() && !is_blank(p.line);
             let end = parsed[start..].iter().position(for_python).map_or(parsed.len(), |k| start + k);
-            let runs: Vec<&[u32]> = half
+            let by_port: Vec<&[u32]> = half
                 .by_port
                 .iter()
                 .zip(taken.iter_mut())
@@ -145,7 +145,7 @@ impl Fold {
                     events
                 })
                 .collect();
-            self.fold_run(py, &parsed[start..end], parsed, &runs)?;
+            self.fold_run(py, &parsed[start..end], parsed, &by_port)?;
             if end < parsed.len() {
                 self.parsed_line(py, parsed[end].line, None)?;
             }
