@@ -1,20 +1,18 @@
-"""Waiting out a broker that is away: back-off with a cap, a total patience, and a reason to print.
+"""Waiting out a broker that is away: back-off with a cap, a total patience, durations to print.
 
 The publisher keeps its place while Kafka is down; these are the pieces that decide how long it
-waits between looks, when it gives up, and what the one line per look says.
+waits between looks and when it gives up (why the broker is away comes from
+`crossing_monitor.kafka.probe`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 
 FIRST_BACKOFF = 1.0  # seconds before the first retry; doubles on every further attempt
 MAX_BACKOFF = 30.0
 DEFAULT_PATIENCE = 600.0  # seconds without any acknowledgement before a command gives up
-PROBE_SECONDS = 2.0
 
 
 @dataclass
@@ -52,36 +50,3 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
-    out = []
-    for item in bootstrap.split(","):
-        host, _, port = item.strip().rpartition(":")
-        with contextlib.suppress(ValueError):
-            out.append((host.strip("[]") or "localhost", int(port)))
-    return out
-
-
-async def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
-    """Why no bootstrap server accepts a TCP connection (e.g. "connection refused"); None if one does.
-
-    A plain connect, not a Kafka request: it needs no TLS/SASL settings and says enough to tell
-    "the broker is gone" from "the broker is there but slow"."""
-    reason = "no usable host:port in the bootstrap servers"
-    for host, port in _servers(bootstrap):
-        try:
-            async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(host, port)
-        except TimeoutError:
-            reason = f"no answer within {timeout:.0f} s"
-        except ConnectionRefusedError:
-            reason = "connection refused"
-        except OSError as exc:
-            reason = (exc.strerror or type(exc).__name__).lower()
-        else:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return None
-    return reason

@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
-from producers.patience import DEFAULT_PATIENCE, Backoff, duration, unreachable
+from crossing_monitor.kafka.probe import unreachable
+from producers.patience import DEFAULT_PATIENCE, Backoff, duration
 
 ATTEMPTS = 5  # `record` connects with these (simulate and replay wait with back-off and patience instead)
 RETRY_SECONDS = 2.0

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 from crossing_monitor.core.catalogue import Catalogue, load_catalogue
+from crossing_monitor.kafka.probe import unreachable
 from crossing_monitor.kafka.security import KafkaSecurity
 from streams import web
 from streams.adapters import AppGroup, ConsumerSource, PortHome, TableCheckpoints, TopicDeadLetters, TopicForwards
@@ -107,6 +108,7 @@ def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity
         checkpoint_events=settings.checkpoint_events,
         checkpoint_max_age=settings.checkpoint_max_age,
         stall_seconds=settings.stall_seconds,
+        rebalance_seconds=settings.rebalance_seconds,
     )
     _connect(app, app.processor, batches, settings)
     collector = web.register(app)
@@ -128,6 +130,9 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
         """Checkpoint what is due, wait until Kafka has it, commit the offsets it holds; stuck partitions."""
         await processor.tick()
         await processor.watch_stalls()
+        lasted = processor.rebalance_overdue()
+        if lasted is not None:
+            await _end_stuck_rebalance(settings.bootstrap, lasted)
 
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: Any) -> None:
         await processor.revoked()
@@ -150,6 +155,33 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
     app.on_before_shutdown.connect(on_shutdown)
     app.on_partitions_assigned.connect(on_assigned)
     app.on_rebalance_complete.connect(on_rebalance_complete)
+
+
+EXIT_STUCK = 75  # EX_TEMPFAIL: start me again
+
+
+async def _end_stuck_rebalance(bootstrap: str, lasted: float) -> None:
+    """End the process when a rebalance is overdue and the broker answers (Faust's recovery is over
+    for good, see `Processor.rebalance_overdue`); while the broker is away, wait for it instead: a new
+    process could not join either. Safe like any crash: offsets are committed only behind acknowledged
+    checkpoints. The group moves the partitions on after the session time-out (10 s)."""
+    reason = await unreachable(bootstrap)
+    if reason is not None:
+        log.warning(
+            "rebalance not over after %.0f s; Kafka at %s is not answering (%s): waiting", lasted, bootstrap, reason
+        )
+        return
+    log.error(
+        "rebalance not over after %.0f s though Kafka at %s answers (Faust's table recovery has ended?): exiting "
+        "with %d so that the group gives this worker's partitions to another and a supervisor starts it again; "
+        "nothing is lost",
+        lasted,
+        bootstrap,
+        EXIT_STUCK,
+    )
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_STUCK)
 
 
 def _exit_after(seconds: float) -> None:

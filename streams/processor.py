@@ -12,6 +12,7 @@ The rules it keeps:
 - a partition is checkpointed when N events are unsaved or the oldest unsaved one is T seconds old,
   and always on revoke and shutdown; a partition with nothing new is not written at all;
 - a partition behind its end offset that makes no progress is sought again (logged, counted);
+- a rebalance that has lasted too long is reported, so the worker can end and its partitions move on;
 - a checkpoint (the partition's dead letters, then its snapshot) counts as durable only once Kafka
   has acknowledged every part of it, and only durable offsets are committed;
 - a dead letter is kept until Kafka has acknowledged it: a failed checkpoint sends it again;
@@ -44,6 +45,7 @@ log = logging.getLogger("crossing_monitor.worker")
 
 SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
 MAX_STALL_WAIT = 300.0  # seconds between two re-seeks of a partition that stays stuck at one offset
+REBALANCE_LOOK_SECONDS = 30.0  # an overdue rebalance is reported again after this long
 # header of a forwarded record: it is folded where it lands, never forwarded again
 FORWARDED = "crossing-forwarded-from"
 
@@ -127,6 +129,7 @@ class Processor:
         checkpoint_events: int = 20_000,
         checkpoint_max_age: float = 600.0,
         stall_seconds: float = 5.0,
+        rebalance_seconds: float = 180.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`home(port)` is the partition a port's events belong on (None: not known yet; without `home`
@@ -146,7 +149,10 @@ class Processor:
         self.checkpoint_events = checkpoint_events
         self.checkpoint_max_age = checkpoint_max_age
         self.stall_seconds = stall_seconds
+        self.rebalance_seconds = rebalance_seconds
         self.clock = clock
+        self.rebalancing_since: float | None = None  # clock time the timer first saw this rebalance
+        self._rebalance_reported: float | None = None
         self.partitions: dict[int, PartitionState] = {}
         self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
         self.events_processed = 0
@@ -582,6 +588,35 @@ class Processor:
                 log.info("partition %d: seek to %d failed (%s)", p, part.next_offset, exc)
 
     # ---- rebalances ---------------------------------------------------------------------------
+
+    def rebalancing_for(self) -> float | None:
+        """Seconds the rebalance now going on has lasted (as the timer saw it); None when there is none."""
+        if self.rebalancing_since is None or not self.group.rebalancing:
+            return None
+        return self.clock() - self.rebalancing_since
+
+    def rebalance_overdue(self) -> float | None:
+        """Called on every timer tick: how long the rebalance going on has lasted, once that is
+        `rebalance_seconds` or more (again every 30 s while it goes on); None otherwise, and always
+        when `rebalance_seconds` is 0.
+
+        Why: Faust ends its table recovery for good when one of its steps waits longer than
+        broker_request_timeout (mode's `wait_first` reads the time-out as "stopped"). The app then stays
+        `rebalancing`, every batch is dropped, and this worker's partitions are served by no one until
+        the group rebalances again, which nothing makes it do. Only this process ending moves them on."""
+        if not self.group.rebalancing:
+            self.rebalancing_since = self._rebalance_reported = None
+            return None
+        now = self.clock()
+        if self.rebalancing_since is None:
+            self.rebalancing_since = now
+        lasted = now - self.rebalancing_since
+        if self.rebalance_seconds <= 0 or lasted < self.rebalance_seconds:
+            return None
+        if self._rebalance_reported is not None and now - self._rebalance_reported < REBALANCE_LOOK_SECONDS:
+            return None
+        self._rebalance_reported = now
+        return lasted
 
     async def revoked(self) -> None:
         """Checkpoint before a rebalance, so the next owner starts where this worker stopped."""

@@ -37,6 +37,11 @@ class Settings:
     fetch_max_wait_ms: int = 10
     # A partition behind its end offset with no progress for this long is sought again (see Processor).
     stall_seconds: float = 5.0
+    # A rebalance still not over after this long, with the broker answering, ends the worker (exit 75) so
+    # that the group gives its partitions to another worker and a supervisor starts it again: Faust's
+    # recovery can end for good mid-rebalance (streams.processor.Processor.rebalance_overdue). Recovering
+    # a partition's checkpoints takes seconds; 0 turns this off.
+    rebalance_seconds: float = 180.0
     # At most this long for the last checkpoint on shutdown: with the broker gone it cannot be written,
     # and nothing is lost without it (the source topic holds the events).
     shutdown_checkpoint_seconds: float = 3.0
@@ -81,6 +86,7 @@ class Settings:
             checkpoint_max_age=float(env("CROSSING_MONITOR_CHECKPOINT_MAX_AGE", "600")),
             fetch_max_wait_ms=int(env("CROSSING_MONITOR_FETCH_MAX_WAIT_MS", "10")),
             stall_seconds=float(env("CROSSING_MONITOR_STALL_SECONDS", "5")),
+            rebalance_seconds=float(env("CROSSING_MONITOR_REBALANCE_SECONDS", "180")),
             shutdown_checkpoint_seconds=float(env("CROSSING_MONITOR_SHUTDOWN_CHECKPOINT_SECONDS", "3")),
             stop_seconds=float(env("CROSSING_MONITOR_STOP_SECONDS", "8")),
             alertmanager=env("CROSSING_MONITOR_ALERTMANAGER") or None,
@@ -103,6 +109,7 @@ _FIELD_OF = {
     "CROSSING_MONITOR_CHECKPOINT_MAX_AGE": "checkpoint_max_age",
     "CROSSING_MONITOR_FETCH_MAX_WAIT_MS": "fetch_max_wait_ms",
     "CROSSING_MONITOR_STALL_SECONDS": "stall_seconds",
+    "CROSSING_MONITOR_REBALANCE_SECONDS": "rebalance_seconds",
     "CROSSING_MONITOR_SHUTDOWN_CHECKPOINT_SECONDS": "shutdown_checkpoint_seconds",
     "CROSSING_MONITOR_STOP_SECONDS": "stop_seconds",
     "CROSSING_MONITOR_ALERTMANAGER": "alertmanager",

@@ -188,6 +188,8 @@ class HealthView(View):
             {
                 "status": "ok",
                 "assigned": processor.group.assigned(),
+                "rebalancing": processor.group.rebalancing,
+                "rebalancing_seconds": processor.rebalancing_for(),
                 "partitions": sorted(processor.partitions),
                 "events_processed": processor.events_processed,
                 "batches_folded": processor.batches_folded,

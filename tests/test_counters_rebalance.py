@@ -28,7 +28,10 @@ def _counts(first: WorkerProcess, second: WorkerProcess):
         return True
     states = [w.get("/api/ports?local=1")["rejected"]["malformed"] for w in (first, second)]
     health = [w.get("/healthz") for w in (first, second)]
-    held = "; ".join(f"assigned {h['assigned']}, states of {h['partitions']}" for h in health)
+    held = "; ".join(
+        f"assigned {h['assigned']}, states of {h['partitions']}, rebalancing for {h['rebalancing_seconds']} s"
+        for h in health
+    )
     return Differs([f"exported: first {a}, second {b}; in the states they hold: {states}; {held}"])
 
 
@@ -62,8 +65,9 @@ def test_the_rejected_counter_never_falls_when_a_second_worker_takes_partitions(
         produce(kafka.bootstrap, topic, _junk("after", 100))
         # A worker serves a partition once Faust's recovery of it is over; on a loaded machine that has
         # taken longer than 60 s once (CI), so wait longer. (A recovery step that waits past Faust's
-        # broker_request_timeout, 90 s, ends Faust's recovery for good: no wait helps then, and the
-        # report's worker logs show it.)
+        # broker_request_timeout, 90 s, ends Faust's recovery for good: no wait helps then; the worker
+        # exits after CROSSING_MONITOR_REBALANCE_SECONDS, tests/test_stuck_recovery.py, and the report's
+        # worker logs show it.)
         wait_until(lambda: _counts(first, second), 150, "both workers to count 300 together")
     finally:
         stop.set()

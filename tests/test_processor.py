@@ -556,6 +556,43 @@ def test_a_partition_stuck_behind_its_end_is_sought_again_with_a_growing_wait():
     assert len(r.source.reseeks) == 2
 
 
+def test_a_rebalance_that_lasts_too_long_is_reported_then_again_every_30_seconds():
+    clock = Clock()
+    r = rig(rebalance_seconds=180.0, clock=clock)
+    p = r.processor
+    assert p.rebalance_overdue() is None and p.rebalancing_for() is None
+    r.group.rebalancing = True
+    assert p.rebalance_overdue() is None  # the timer sees it begin
+    clock.now += 179.5
+    assert p.rebalance_overdue() is None and p.rebalancing_for() == 179.5
+    clock.now += 0.5
+    assert p.rebalance_overdue() == 180.0
+    clock.now += 29.0
+    assert p.rebalance_overdue() is None  # reported a moment ago
+    clock.now += 1.0
+    assert p.rebalance_overdue() == 210.0
+    # over: the next rebalance is timed from its own start
+    r.group.rebalancing = False
+    assert p.rebalance_overdue() is None and p.rebalancing_for() is None
+    r.group.rebalancing = True
+    clock.now += 1000
+    assert p.rebalance_overdue() is None
+    clock.now += 100
+    assert p.rebalance_overdue() is None
+    clock.now += 80
+    assert p.rebalance_overdue() == 180.0
+
+
+def test_a_rebalance_limit_of_zero_never_reports():
+    clock = Clock()
+    r = rig(rebalance_seconds=0.0, clock=clock)
+    r.group.rebalancing = True
+    assert r.processor.rebalance_overdue() is None
+    clock.now += 10_000
+    assert r.processor.rebalance_overdue() is None
+    assert r.processor.rebalancing_for() == 10_000
+
+
 # ---- versioned checkpoints -----------------------------------------------------------------------
 
 
