@@ -132,7 +132,7 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
         await processor.watch_stalls()
         lasted = processor.rebalance_overdue()
         if lasted is not None:
-            await _end_stuck_rebalance(settings.bootstrap, lasted)
+            await _end_stuck_rebalance(processor, settings.bootstrap, lasted)
 
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: Any) -> None:
         await processor.revoked()
@@ -160,13 +160,14 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
 EXIT_STUCK = 75  # EX_TEMPFAIL: start me again
 
 
-async def _end_stuck_rebalance(bootstrap: str, lasted: float) -> None:
+async def _end_stuck_rebalance(processor: Processor, bootstrap: str, lasted: float) -> None:
     """End the process when a rebalance is overdue and the broker answers (Faust's recovery is over
     for good, see `Processor.rebalance_overdue`); while the broker is away, wait for it instead: a new
     process could not join either. Safe like any crash: offsets are committed only behind acknowledged
     checkpoints. The group moves the partitions on after the session time-out (10 s)."""
     reason = await unreachable(bootstrap)
     if reason is not None:
+        processor.broker_away()
         log.warning(
             "rebalance not over after %.0f s; Kafka at %s is not answering (%s): waiting", lasted, bootstrap, reason
         )

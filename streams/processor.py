@@ -45,7 +45,6 @@ log = logging.getLogger("crossing_monitor.worker")
 
 SEND_TIMEOUT = 30.0  # seconds to wait for Kafka to acknowledge a checkpoint
 MAX_STALL_WAIT = 300.0  # seconds between two re-seeks of a partition that stays stuck at one offset
-REBALANCE_LOOK_SECONDS = 30.0  # an overdue rebalance is reported again after this long
 # header of a forwarded record: it is folded where it lands, never forwarded again
 FORWARDED = "crossing-forwarded-from"
 
@@ -152,7 +151,7 @@ class Processor:
         self.rebalance_seconds = rebalance_seconds
         self.clock = clock
         self.rebalancing_since: float | None = None  # clock time the timer first saw this rebalance
-        self._rebalance_reported: float | None = None
+        self._rebalance_counted_from = 0.0  # its start, or when the broker was last found away
         self.partitions: dict[int, PartitionState] = {}
         self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
         self.events_processed = 0
@@ -596,27 +595,28 @@ class Processor:
         return self.clock() - self.rebalancing_since
 
     def rebalance_overdue(self) -> float | None:
-        """Called on every timer tick: how long the rebalance going on has lasted, once that is
-        `rebalance_seconds` or more (again every 30 s while it goes on); None otherwise, and always
-        when `rebalance_seconds` is 0.
+        """Called on every timer tick: how long the rebalance going on has lasted, once it has gone on
+        for `rebalance_seconds` since it began or since the broker was last found away; else None
+        (always when `rebalance_seconds` is 0).
 
         Why: Faust ends its table recovery for good when one of its steps waits longer than
         broker_request_timeout (mode's `wait_first` reads the time-out as "stopped"). The app then stays
         `rebalancing`, every batch is dropped, and this worker's partitions are served by no one until
         the group rebalances again, which nothing makes it do. Only this process ending moves them on."""
         if not self.group.rebalancing:
-            self.rebalancing_since = self._rebalance_reported = None
+            self.rebalancing_since = None
             return None
         now = self.clock()
         if self.rebalancing_since is None:
-            self.rebalancing_since = now
-        lasted = now - self.rebalancing_since
-        if self.rebalance_seconds <= 0 or lasted < self.rebalance_seconds:
+            self.rebalancing_since = self._rebalance_counted_from = now
+        if self.rebalance_seconds <= 0 or now - self._rebalance_counted_from < self.rebalance_seconds:
             return None
-        if self._rebalance_reported is not None and now - self._rebalance_reported < REBALANCE_LOOK_SECONDS:
-            return None
-        self._rebalance_reported = now
-        return lasted
+        return now - self.rebalancing_since
+
+    def broker_away(self) -> None:
+        """The broker does not answer: count the rebalance's time again from now. A new process could
+        not join either, and the rebalance may well end once the broker is back."""
+        self._rebalance_counted_from = self.clock()
 
     async def revoked(self) -> None:
         """Checkpoint before a rebalance, so the next owner starts where this worker stopped."""

@@ -73,12 +73,23 @@ def _junk(tag: str, n: int) -> list[bytes]:
     return [f"not json {tag} {i}".encode() for i in range(n)]
 
 
+class _Counted:
+    def __init__(self) -> None:
+        self.away = 0
+
+    def broker_away(self) -> None:
+        self.away += 1
+
+
 def test_a_stuck_rebalance_with_the_broker_away_waits_for_the_broker(caplog):
-    """A new process could not join either: the worker says so and stays (this returns, no exit)."""
+    """A new process could not join either: the worker says so, counts the time again and stays
+    (this returns: no exit)."""
     bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    processor = _Counted()
     with caplog.at_level(logging.WARNING, logger="crossing_monitor.worker"):
-        asyncio.run(_end_stuck_rebalance(bootstrap, 200.0))
+        asyncio.run(_end_stuck_rebalance(processor, bootstrap, 200.0))  # type: ignore[arg-type]
     assert f"rebalance not over after 200 s; Kafka at {bootstrap} is not answering (connection refused)" in caplog.text
+    assert processor.away == 1
 
 
 @pytest.mark.kafka
