@@ -51,6 +51,12 @@ def available() -> bool:
     return env_choice(ENV_VAR, ("compiled", "python")) == "compiled" and compiled() is not None
 
 
+def record_batch_type() -> Any:
+    """The compiled Kafka record batch (`native/src/batch.rs`: aiokafka's batch bytes, filled from a
+    chunk of joined events without a Python call per event), or None without the package."""
+    return getattr(_native, "RecordBatch", None)
+
+
 def describe() -> str:
     """Which port model runs, for the operator."""
     if available():

@@ -181,7 +181,7 @@ def compiled_chunks(
 
 
 class ModelsHere:
-    """`async with ModelsHere(run) as chunks: async for index, upto_ms, events in chunks: ...`, as
+    """`async with ModelsHere(run) as chunks: async for index, upto_ms, count, events in chunks: ...`, as
     ModelProcesses, with the compiled models in this process (`compiled_here(run)` says when it can),
     on a thread of their own: the compiled code makes events without the GIL while the event loop sends.
 
@@ -204,10 +204,10 @@ class ModelsHere:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, int, list[bytes]]]:
-        chunks = compiled_chunks(self.run, self._models)  # type: ignore[arg-type]
+    async def __aiter__(self) -> AsyncIterator[tuple[int, int, int, bytes]]:
+        chunks = compiled_chunks(self.run, self._models, joined=True)  # type: ignore[arg-type]
 
-        def some() -> list[tuple[int, int, int, list[bytes]]]:
+        def some() -> list[tuple[int, int, int, bytes]]:
             return list(itertools.islice(chunks, self.AHEAD))  # type: ignore[arg-type]
 
         loop = asyncio.get_running_loop()
@@ -218,8 +218,8 @@ class ModelsHere:
                 if not got:
                     return
                 pending = loop.run_in_executor(thread, some)  # the next ones are made while these go out
-                for index, upto_ms, _, events in got:
-                    yield index, upto_ms, events
+                for index, upto_ms, count, events in got:
+                    yield index, upto_ms, count, events
 
 
 def compiled_here(run: Run) -> bool:
@@ -229,10 +229,11 @@ def compiled_here(run: Run) -> bool:
 
 
 class ModelProcesses:
-    """`async with ModelProcesses(run) as chunks: async for index, upto_ms, events in chunks: ...`
+    """`async with ModelProcesses(run) as chunks: async for index, upto_ms, count, events in chunks: ...`
 
-    Yields (port index, event time the port's process has reached in ms, [event bytes]) as the
-    children send them; each port's events in its own order. Leaving the block stops the children."""
+    Yields (port index, event time the port's process has reached in ms, event count, the events joined
+    by b"\n") as the children send them; each port's events in its own order. Leaving the block stops
+    the children."""
 
     def __init__(self, run: Run, processes: int | None = None) -> None:
         self.run = run
@@ -282,10 +283,10 @@ class ModelProcesses:
                 payload = bytearray(size)
                 await _receive(sock, payload)
                 if index >= 0:
-                    events = bytes(payload).split(b"\n")
-                    if len(events) != count:
-                        raise RuntimeError(f"a model process sent {len(events)} events for {count}")
-                    await self._queue.put((index, upto_ms, events))
+                    events = bytes(payload)
+                    if (sent := events.count(b"\n") + 1) != count:
+                        raise RuntimeError(f"a model process sent {sent} events for {count}")
+                    await self._queue.put((index, upto_ms, count, events))
                 elif index == _END:
                     self.run.stats.update(orjson.loads(payload))
                     await self._queue.put(None)
@@ -298,7 +299,7 @@ class ModelProcesses:
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             await self._queue.put(exc)
 
-    async def __aiter__(self) -> AsyncIterator[tuple[int, int, list[bytes]]]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, int, int, bytes]]:
         running = len(self._readers)
         get = self._queue.get
         while running:

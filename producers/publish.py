@@ -4,7 +4,9 @@
 `create_batch()` batches ourselves and handing each full batch over with `send_batch()` is about
 three times faster, with the same delivery guarantee (`acks=all`, the producer's own retries).
 Partitions are chosen with Kafka's default murmur2 partitioner, so a port's events land on the
-partition any other Kafka client would choose for that key.
+partition any other Kafka client would choose for that key. With the compiled package, the batches
+are its `RecordBatch`: the bytes aiokafka's builder writes (tests/test_native_batch.py), filled from a
+chunk of the models' events joined by newlines in one call (`send_joined`), not one call per event.
 
 A broker outage is ridden out by ONE idempotent producer session, never by a new producer that
 resends: the producer keeps every unacknowledged batch with its producer id and sequence number
@@ -32,6 +34,7 @@ from crossing_monitor.console import say
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.admin import quiet_logger
 from crossing_monitor.kafka.probe import unreachable
+from producers.native import record_batch_type
 from producers.patience import DEFAULT_PATIENCE, Backoff, duration
 
 ATTEMPTS = 5  # `record` connects with these (simulate and replay wait with back-off and patience instead)
@@ -77,7 +80,9 @@ class Publisher:
         batch_bytes: int = BATCH_BYTES,
         say: Callable[[str], None] = say,
         patience: float | None = None,
+        compiled_batches: bool = True,
     ) -> None:
+        """`compiled_batches`: fill the compiled `RecordBatch` where the package has it (else aiokafka's)."""
         self.bootstrap = bootstrap
         self.topic = topic
         self.linger_ms = linger_ms
@@ -95,6 +100,7 @@ class Publisher:
         self._in_flight: deque[tuple[asyncio.Future, int]] = deque()
         self._failed: BaseException | None = None
         self._round_robin = 0
+        self._record_batch = record_batch_type() if compiled_batches else None
 
     async def start(self) -> Publisher:
         """Connect (retrying with back-off while the broker is down, one line per attempt) and make the topic."""
@@ -181,6 +187,27 @@ class Publisher:
         self._counts[part] = count
         return n
 
+    async def send_joined(self, key: bytes | None, blob: bytes, count: int) -> None:
+        """`send_many` for the `count` messages of `blob`, joined by b"\n" (so none holds a newline): with
+        the compiled batch one call per batch, not per message."""
+        part, batch = self._batch_for(key)
+        extend = getattr(batch, "extend_joined", None)
+        if extend is None:
+            await self.send_many(key, blob.split(b"\n"))
+            return
+        pos, left = 0, count
+        while True:
+            taken, pos = extend(blob, pos, left, key)
+            self._counts[part] += taken
+            left -= taken
+            if not left:
+                return
+            if not batch.closed():
+                raise ValueError(f"{count} messages announced, {count - left} in the blob")
+            await self._submit(part)
+            batch = self._open(part)
+            extend = batch.extend_joined
+
     def _batch_for(self, key: bytes | None) -> tuple[int, object]:
         """The partition of `key` and its open batch."""
         part = self._by_key.get(key)
@@ -200,7 +227,8 @@ class Publisher:
         return batch
 
     def _open(self, part: int):
-        batch = self._batches[part] = self._producer.create_batch()
+        made = self._record_batch
+        batch = self._batches[part] = made(self.batch_bytes) if made is not None else self._producer.create_batch()
         self._counts[part] = 0
         return batch
 

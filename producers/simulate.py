@@ -196,8 +196,8 @@ async def _publish_chunks(run: Run, chunks, publisher, update, stop: asyncio.Eve
     start_ms = run.start_s * 1000
     length_ms = run.days * 86_400_000
     reached: dict[int, int] = {}  # event time each port's process has reached
-    async for index, upto_ms, events in chunks:
-        await publisher.send_many(keys[index], events)
+    async for index, upto_ms, count, events in chunks:
+        await publisher.send_joined(keys[index], events, count)
         if stop is not None and stop.is_set():
             return
         reached[index] = upto_ms

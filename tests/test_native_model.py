@@ -337,8 +337,9 @@ def _python_by_port(make, monkeypatch) -> tuple[dict[int, list[bytes]], Counter]
 async def _chunks(source) -> dict[int, list[bytes]]:
     got: dict[int, list[bytes]] = {}
     async with source as chunks:
-        async for index, _upto, events in chunks:
-            got.setdefault(index, []).extend(events)
+        async for index, _upto, count, events in chunks:
+            assert events.count(b"\n") + 1 == count
+            got.setdefault(index, []).extend(events.split(b"\n"))
     return got
 
 

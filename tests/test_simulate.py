@@ -340,8 +340,9 @@ def _by_port(run: Run, items) -> dict[str, list[bytes]]:
 async def _from_processes(run: Run, processes: int) -> list[tuple[int, bytes]]:
     got = []
     async with ModelProcesses(run, processes) as chunks:
-        async for index, _upto, events in chunks:
-            got += [(index, data) for data in events]
+        async for index, _upto, count, events in chunks:
+            assert events.count(b"\n") + 1 == count
+            got += [(index, data) for data in events.split(b"\n")]
     return got
 
 

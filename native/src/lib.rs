@@ -6,6 +6,7 @@
 //! exactly as `PortMetrics.apply` does. `states()` gives that state back in `PortMetrics.to_state()`'s
 //! form; the Python core rebuilds its PortMetrics from it and computes every figure itself.
 
+mod batch;
 mod fold;
 mod ids;
 mod model;
@@ -806,6 +807,7 @@ fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Fold>()?;
     m.add_function(wrap_pyfunction!(plain_agrees, m)?)?;
     m.add_class::<model::PortModel>()?;
+    m.add_class::<batch::RecordBatch>()?;
     m.add_function(wrap_pyfunction!(model::model_tonnes_json, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_draws, m)?)?;
     Ok(())
