@@ -210,3 +210,65 @@ def test_a_port_in_a_daylight_saving_zone_forecasts_across_the_25_hour_day():
     monitor.process_all(lines(evs))
     outbound = monitor.report()["ports"][PORT]["forecast"]["outbound"]
     assert outbound["predicted_wait_seconds"] > 3600  # the port is closed overnight: the queue waits for the opening
+
+
+# ---- the schedule the forecast reads ---------------------------------------------------------------
+
+_ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Asia/Shanghai"]
+
+
+def _reference_table(port, zone: str, day) -> dict[str, list[int]]:
+    """The day table as first written: the local midnight, then every 5 minutes until the next one."""
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from crossing_monitor.core.forecast import DIRECTIONS, SLOT_S
+
+    tz = ZoneInfo(zone)
+    t = datetime.combine(day, time(0), tz).timestamp()
+    end = datetime.combine(day + timedelta(days=1), time(0), tz).timestamp()
+    table: dict[str, list[int]] = {d: [] for d in DIRECTIONS}
+    while t < end:
+        local = datetime.fromtimestamp(t, tz)
+        for d in DIRECTIONS:
+            table[d].append(
+                port.staffing.lanes_at(local.time(), d, port.lanes.get(d, 0)) if port.hours.is_open(local) else 0
+            )
+        t += SLOT_S
+    return table
+
+
+def test_lanes_at_reads_the_day_table_whether_or_not_the_day_was_tabled():
+    """`lanes_at` computes one slot when its day has no table; it must be that table's entry, on days
+    whose clocks change too (23 and 25 hours) and in zones a quarter hour off."""
+    import random
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from crossing_monitor.core.forecast import DIRECTIONS, SECOND, SLOT_S, Forecaster
+
+    cat = load_catalogue()
+    rng = random.Random(11)
+    days = [date(2024, 3, 31), date(2024, 10, 27), date(2024, 3, 10), date(2024, 11, 3), date(2024, 7, 1)]
+    checked = 0
+    for port in cat.values():
+        for zone in _ZONES:
+            tz = ZoneInfo(zone)
+            for day in days:
+                want = _reference_table(port, zone, day)
+                tabled = Forecaster(port, zone)
+                assert tabled._day_table(day) == want
+                fresh = Forecaster(port, zone)
+                start = datetime.combine(day, datetime.min.time(), tz).timestamp()
+                for _ in range(40):
+                    ts = int((start + rng.randrange(0, 25 * 3600)) * SECOND)
+                    local = datetime.fromtimestamp(ts // SECOND, tz)
+                    if local.date() != day:
+                        continue
+                    k = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_S
+                    for d in DIRECTIONS:
+                        expected = want[d][min(k, len(want[d]) - 1)]
+                        assert fresh.lanes_at(ts, d) == expected, (port.slug, zone, day, local, d)
+                        assert tabled.lanes_at(ts, d) == expected
+                        checked += 1
+    assert checked > 1000

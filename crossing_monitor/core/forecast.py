@@ -81,6 +81,8 @@ class Forecaster:
         self.buckets: dict[tuple[int, str], list] = {}
         self._hours: dict[int, int] = {}  # cache: utc hour → local hour of day
         self._days: dict[date, dict[str, list[int]]] = {}  # cache: local date → direction → lanes per slot
+        self._spans: dict[date, tuple[float, int]] = {}  # cache: local date → (its start, slots in it)
+        self._slots: dict[tuple[date, int, str], int] = {}  # cache: one slot of a day not tabled whole
 
     # ---- folding (O(1) per event) ------------------------------------------------------------
 
@@ -172,35 +174,68 @@ class Forecaster:
     def _local(self, ts: int) -> datetime:
         return datetime.fromtimestamp(ts // SECOND, self.tz)
 
+    def _span(self, day: date) -> tuple[float, int]:
+        """A local day's first second (epoch) and its number of 5-minute slots (23, 24 or 25 hours' worth)."""
+        found = self._spans.get(day)
+        if found is None:
+            if len(self._spans) > 64:
+                self._spans.clear()
+            start = datetime.combine(day, time(0), self.tz).timestamp()
+            end = datetime.combine(day + timedelta(days=1), time(0), self.tz).timestamp()
+            found = self._spans[day] = (start, -(-int(end - start) // SLOT_S))
+        return found
+
+    def _staffed(self, t: float, direction: str) -> int:
+        """Lanes staffed at epoch second `t` (0 while the port is closed)."""
+        port = self.port
+        if port is None:
+            return 1
+        local = datetime.fromtimestamp(t, self.tz)
+        if port.hours.is_open(local):
+            return port.staffing.lanes_at(local.time(), direction, port.lanes.get(direction, 0))
+        return 0
+
+    def _staffed_both(self, t: float) -> tuple[int, ...]:
+        """`_staffed` for each of DIRECTIONS, reading the local time once."""
+        port = self.port
+        if port is None:
+            return (1,) * len(DIRECTIONS)
+        local = datetime.fromtimestamp(t, self.tz)
+        if not port.hours.is_open(local):
+            return (0,) * len(DIRECTIONS)
+        clock = local.time()
+        return tuple(port.staffing.lanes_at(clock, d, port.lanes.get(d, 0)) for d in DIRECTIONS)
+
     def _day_table(self, day: date) -> dict[str, list[int]]:
-        """Lanes staffed per 5-minute slot of a local day (0 while the port is closed), per direction."""
+        """Lanes staffed per 5-minute slot of a local day (0 while the port is closed), per direction:
+        slot k is the staffing at the day's first second + k x 5 minutes."""
         table = self._days.get(day)
         if table is None:
             if len(self._days) > 16:
                 self._days.clear()
-            port = self.port
-            start = datetime.combine(day, time(0), self.tz).timestamp()
-            end = datetime.combine(day + timedelta(days=1), time(0), self.tz).timestamp()
-            table = {d: [] for d in DIRECTIONS}
-            t = start
-            while t < end:
-                local = datetime.fromtimestamp(t, self.tz)
-                for d in DIRECTIONS:
-                    if port is None:
-                        table[d].append(1)
-                    elif port.hours.is_open(local):
-                        table[d].append(port.staffing.lanes_at(local.time(), d, port.lanes.get(d, 0)))
-                    else:
-                        table[d].append(0)
-                t += SLOT_S
-            self._days[day] = table
+            start, slots = self._span(day)
+            rows = [self._staffed_both(start + k * SLOT_S) for k in range(slots)]
+            table = self._days[day] = {d: [row[i] for row in rows] for i, d in enumerate(DIRECTIONS)}
         return table
 
     def lanes_at(self, ts: int, direction: str) -> int:
+        """Lanes staffed in the slot of `ts` (the day table's entry, one slot computed when the day has no
+        table: learning asks about one time per hour over a week, which would table eight whole days)."""
         local = self._local(ts)
-        table = self._day_table(local.date())[direction]
+        day = local.date()
         k = (local.hour * 3600 + local.minute * 60 + local.second) // SLOT_S
-        return table[min(k, len(table) - 1)]
+        table = self._days.get(day)
+        if table is not None:
+            row = table[direction]
+            return row[min(k, len(row) - 1)]
+        key = (day, k, direction)
+        found = self._slots.get(key)
+        if found is None:
+            if len(self._slots) > 20_000:
+                self._slots.clear()
+            start, slots = self._span(day)
+            found = self._slots[key] = self._staffed(start + min(k, slots - 1) * SLOT_S, direction)
+        return found
 
     # ---- reading ---------------------------------------------------------------------------------
 
