@@ -57,6 +57,12 @@ def record_batch_type() -> Any:
     return getattr(_native, "RecordBatch", None)
 
 
+def group_by_key() -> Any:
+    """The compiled grouping of a block of log lines by message key (`native/src/replay.rs`: the lines
+    and keys of producers/replay.py), or None without the package."""
+    return getattr(_native, "group_by_key", None)
+
+
 def describe() -> str:
     """Which port model runs, for the operator."""
     if available():

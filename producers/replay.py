@@ -4,7 +4,9 @@ Every non-blank line is sent exactly as it is — including lines that are not v
 the worker's dead-letter handling must see them. The key (the port) and, for paced replays, the
 event time are read with a regular expression instead of a JSON parse; only a line where that is
 ambiguous (`"port"` twice) is parsed. At max speed each port's lines go out in the log's order, a
-few thousand at a time joined into one call; a paced replay sends line by line.
+few thousand at a time joined into one call (with the compiled package, a block of the log is split
+and grouped by key in Rust, `native/src/replay.rs`, the same lines and keys); a paced replay sends
+line by line.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import orjson
 from crossing_monitor.core.events import parse_timestamp
 from crossing_monitor.errors import UserError
 from crossing_monitor.kafka.bootstrap import bootstrap_servers
-from crossing_monitor.logs.files import LogError, open_log, read_lines
+from crossing_monitor.logs.files import LogError, open_log, read_chunks, read_lines
+from producers.native import group_by_key
 from producers.pacing import Pacer
 from producers.progress import parse_speed, progress_bar
 
@@ -77,11 +80,13 @@ async def replay(
             open_log(path) as (lines, raw, size),
             progress_bar(show_progress, f"replaying {path}", size or None) as update,
         ):
-            source = messages(read_lines(lines, path))
-            if pacer is None:
-                await _at_max_speed(source, publisher, lambda: update(raw.tell()))
+            grouped = group_by_key() if pacer is None else None
+            if grouped is not None:
+                await _blocks_at_max_speed(read_chunks(lines, path), grouped, publisher, lambda: update(raw.tell()))
+            elif pacer is None:
+                await _at_max_speed(messages(read_lines(lines, path)), publisher, lambda: update(raw.tell()))
             else:
-                await _paced(source, publisher, pacer, lambda: update(raw.tell()))
+                await _paced(messages(read_lines(lines, path)), publisher, pacer, lambda: update(raw.tell()))
             await publisher.flush()
     except LogError as exc:
         raise UserError(str(exc)) from None
@@ -128,6 +133,32 @@ async def _at_max_speed(lines: Iterator[bytes], publisher, progress: Callable[[]
             await hand_over()
             progress()
     await hand_over()
+
+
+async def _blocks_at_max_speed(chunks: Iterator[bytes], grouped, publisher, progress: Callable[[], None]) -> None:
+    """`_at_max_speed` with the compiled grouping: the log read in blocks of whole lines, each block's
+    lines grouped by key in one call (`group_by_key`, the keys of `key_of`) and handed over joined."""
+    send = publisher.send
+    held: list[bytes] = []  # a line begun in an earlier chunk
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            held.append(chunk)
+            continue
+        block = b"".join([*held, chunk[:cut]]) if held else chunk[:cut]
+        held = [chunk[cut:]] if cut < len(chunk) else []
+        await _hand_over(grouped(block, key_of), publisher, send)
+        progress()
+    if held:
+        await _hand_over(grouped(b"".join(held), key_of), publisher, send)
+
+
+async def _hand_over(found, publisher, send) -> None:
+    groups, keyless = found
+    for key, count, joined in groups:
+        await publisher.send_joined(key, joined, count)
+    for line in keyless:
+        await send(None, line)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ mod fold;
 mod ids;
 mod model;
 mod parallel;
+mod replay;
 mod wire;
 
 use fold::{Days, Histogram, Mean, Name, Port, SampleWait};
@@ -808,6 +809,7 @@ fn crossing_monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plain_agrees, m)?)?;
     m.add_class::<model::PortModel>()?;
     m.add_class::<batch::RecordBatch>()?;
+    m.add_function(wrap_pyfunction!(replay::group_by_key, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_tonnes_json, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_draws, m)?)?;
     Ok(())
