@@ -190,10 +190,15 @@ class Publisher:
     async def send_joined(self, key: bytes | None, blob: bytes, count: int) -> None:
         """`send_many` for the `count` messages of `blob`, joined by b"\n" (so none holds a newline): with
         the compiled batch one call per batch, not per message."""
+        if count <= 0:
+            return
         part, batch = self._batch_for(key)
         extend = getattr(batch, "extend_joined", None)
         if extend is None:
-            await self.send_many(key, blob.split(b"\n"))
+            values = blob.split(b"\n")
+            if len(values) != count:
+                raise ValueError(f"{count} messages announced, {len(values)} in the blob")
+            await self.send_many(key, values)
             return
         pos, left = 0, count
         while True:
@@ -201,6 +206,8 @@ class Publisher:
             self._counts[part] += taken
             left -= taken
             if not left:
+                if pos <= len(blob):
+                    raise ValueError(f"{count} messages announced, more in the blob (the rest was not sent)")
                 return
             if not batch.closed():
                 raise ValueError(f"{count} messages announced, {count - left} in the blob")

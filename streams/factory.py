@@ -18,13 +18,13 @@ from typing import Any
 import faust
 
 from crossing_monitor.core.catalogue import Catalogue, load_catalogue
-from crossing_monitor.kafka.probe import unreachable
 from crossing_monitor.kafka.security import KafkaSecurity
 from streams import web
 from streams.adapters import AppGroup, ConsumerSource, PortHome, TableCheckpoints, TopicDeadLetters, TopicForwards
 from streams.processor import Processor
 from streams.settings import Settings
 from streams.transport import BatchHandoff
+from streams.watch import RebalanceWatch
 from streams.workerapp import WorkerApp
 
 log = logging.getLogger("crossing_monitor.worker")
@@ -111,6 +111,8 @@ def create_app(settings: Settings, catalogue: Catalogue, security: KafkaSecurity
         rebalance_seconds=settings.rebalance_seconds,
     )
     _connect(app, app.processor, batches, settings)
+    # started with the app, not after its first recovery as timers are: that recovery can end for good too
+    app.background.append(RebalanceWatch(app, app.processor, settings.bootstrap, security.aiokafka_kwargs()).run)
     collector = web.register(app)
     # what a state counted since the last scrape is read before a rebalance drops it
     app.processor.on_forget = collector.rejected.update
@@ -130,9 +132,6 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
         """Checkpoint what is due, wait until Kafka has it, commit the offsets it holds; stuck partitions."""
         await processor.tick()
         await processor.watch_stalls()
-        lasted = processor.rebalance_overdue()
-        if lasted is not None:
-            await _end_stuck_rebalance(processor, settings.bootstrap, lasted)
 
     async def on_revoked(sender: faust.App, revoked: set, **kwargs: Any) -> None:
         await processor.revoked()
@@ -155,34 +154,6 @@ def _connect(app: WorkerApp, processor: Processor, batches: Any, settings: Setti
     app.on_before_shutdown.connect(on_shutdown)
     app.on_partitions_assigned.connect(on_assigned)
     app.on_rebalance_complete.connect(on_rebalance_complete)
-
-
-EXIT_STUCK = 75  # EX_TEMPFAIL: start me again
-
-
-async def _end_stuck_rebalance(processor: Processor, bootstrap: str, lasted: float) -> None:
-    """End the process when a rebalance is overdue and the broker answers (Faust's recovery is over
-    for good, see `Processor.rebalance_overdue`); while the broker is away, wait for it instead: a new
-    process could not join either. Safe like any crash: offsets are committed only behind acknowledged
-    checkpoints. The group moves the partitions on after the session time-out (10 s)."""
-    reason = await unreachable(bootstrap)
-    if reason is not None:
-        processor.broker_away()
-        log.warning(
-            "rebalance not over after %.0f s; Kafka at %s is not answering (%s): waiting", lasted, bootstrap, reason
-        )
-        return
-    log.error(
-        "rebalance not over after %.0f s though Kafka at %s answers (Faust's table recovery has ended?): exiting "
-        "with %d so that the group gives this worker's partitions to another and a supervisor starts it again; "
-        "nothing is lost",
-        lasted,
-        bootstrap,
-        EXIT_STUCK,
-    )
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(EXIT_STUCK)
 
 
 def _exit_after(seconds: float) -> None:

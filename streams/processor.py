@@ -151,7 +151,8 @@ class Processor:
         self.rebalance_seconds = rebalance_seconds
         self.clock = clock
         self.rebalancing_since: float | None = None  # clock time the timer first saw this rebalance
-        self._rebalance_counted_from = 0.0  # its start, or when the broker was last found away
+        self._rebalance_counted_from = 0.0  # its start, its last new generation, or Kafka's last absence
+        self._rebalance_generation: int | None = None
         self.partitions: dict[int, PartitionState] = {}
         self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
         self.events_processed = 0
@@ -595,20 +596,26 @@ class Processor:
         return self.clock() - self.rebalancing_since
 
     def rebalance_overdue(self) -> float | None:
-        """Called on every timer tick: how long the rebalance going on has lasted, once it has gone on
-        for `rebalance_seconds` since it began or since the broker was last found away; else None
-        (always when `rebalance_seconds` is 0).
+        """Called every second (streams.watch): how long the rebalance going on has lasted, once it has
+        gone on for `rebalance_seconds` since it began, since the group's last new generation (a group
+        that keeps rebalancing is alive) or since Kafka was last found away; else None (always when
+        `rebalance_seconds` is 0).
 
         Why: Faust ends its table recovery for good when one of its steps waits longer than
         broker_request_timeout (mode's `wait_first` reads the time-out as "stopped"). The app then stays
-        `rebalancing`, every batch is dropped, and this worker's partitions are served by no one until
-        the group rebalances again, which nothing makes it do. Only this process ending moves them on."""
+        `rebalancing`, every batch is dropped, and this worker's partitions are served by no one; no
+        later rebalance can end here either (the recovery loop is gone). Only this process ending moves
+        them on."""
         if not self.group.rebalancing:
             self.rebalancing_since = None
             return None
         now = self.clock()
+        generation = self.group.generation
         if self.rebalancing_since is None:
             self.rebalancing_since = self._rebalance_counted_from = now
+            self._rebalance_generation = generation
+        elif generation != self._rebalance_generation:
+            self._rebalance_counted_from, self._rebalance_generation = now, generation
         if self.rebalance_seconds <= 0 or now - self._rebalance_counted_from < self.rebalance_seconds:
             return None
         return now - self.rebalancing_since

@@ -8,6 +8,7 @@ globals, so two apps can live in one process and nothing is built at import.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -31,6 +32,16 @@ class WorkerApp(faust.App):
     reports: Any  # streams.reports.ReportCache of the /api/ports views (set by streams.web.register)
     # seconds after which a stop ends the process at once (None: never; see streams.factory._exit_after)
     stop_deadline: float | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # tasks started with the app itself (`on_start`), before its first recovery, unlike Faust's timers
+        self.background: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for make in self.background:
+            self.add_future(make())
 
     def _new_transport(self) -> BatchTransport:
         return BatchTransport(self.conf.broker_consumer, self)

@@ -102,8 +102,10 @@ def test_misuse_is_an_error_not_a_bad_batch():
     with pytest.raises(ValueError, match="past the end"):
         batch.extend_joined(b"abc", 5, 1, None)
     batch._build()
+    assert batch.append(timestamp=None, key=None, value=b"x") is None  # as aiokafka's: closed
+    assert batch.extend_joined(b"x", 0, 1, None) == (0, 0)
     with pytest.raises(ValueError, match="built already"):
-        batch.append(timestamp=None, key=None, value=b"x")
+        batch._set_producer_state(1, 0, 0)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -141,7 +143,7 @@ def test_the_publisher_puts_joined_chunks_on_the_topic_as_sent(kafka, compiled):
     assert all(len(p) == 1 for p in partitions.values())
 
 
-def test_a_blob_with_fewer_messages_than_announced_is_an_error():
+def test_a_blob_that_does_not_hold_the_messages_announced_is_an_error():
     import asyncio
 
     from producers.publish import Publisher
@@ -150,5 +152,12 @@ def test_a_blob_with_fewer_messages_than_announced_is_an_error():
     publisher._partitions = [0]
     publisher._open = lambda part: publisher._batches.setdefault(part, RecordBatch(1 << 20))  # type: ignore[method-assign]
     publisher._counts[0] = 0
+    with pytest.raises(ValueError, match="3 messages announced, 2 in the blob"):
+        asyncio.run(publisher.send_joined(b"k", b"x\ny", 3))
+    with pytest.raises(ValueError, match="1 messages announced, more in the blob"):
+        asyncio.run(publisher.send_joined(b"k", b"x\ny", 1))
+    asyncio.run(publisher.send_joined(b"k", b"", 0))  # nothing announced: nothing sent
+    publisher._batches.clear()  # aiokafka's batches: the same checks
+    publisher._open = lambda part: publisher._batches.setdefault(part, BatchBuilder(1 << 20, 0))  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="3 messages announced, 2 in the blob"):
         asyncio.run(publisher.send_joined(b"k", b"x\ny", 3))

@@ -584,6 +584,21 @@ def test_a_rebalance_that_lasts_too_long_is_reported_counting_from_when_the_brok
     assert p.rebalance_overdue() == 180.0
 
 
+def test_a_group_that_keeps_rebalancing_is_alive_each_new_generation_counts_again():
+    clock = Clock()
+    r = rig(rebalance_seconds=180.0, clock=clock)
+    p = r.processor
+    r.group.rebalancing = True
+    assert p.rebalance_overdue() is None
+    for _ in range(5):  # a peer crash-looping: a new generation every 100 s
+        clock.now += 100
+        r.group.generation += 1
+        assert p.rebalance_overdue() is None
+    assert p.rebalancing_for() == 500
+    clock.now += 180
+    assert p.rebalance_overdue() == 680
+
+
 def test_a_rebalance_limit_of_zero_never_reports():
     clock = Clock()
     r = rig(rebalance_seconds=0.0, clock=clock)

@@ -149,7 +149,9 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> WorkerProcess:
+    def start(self, wait: bool = True) -> WorkerProcess:
+        """Start the worker; with `wait`, return once its /healthz answers (Faust serves it only after the
+        worker's first recovery)."""
         env = dict(os.environ, CROSSING_MONITOR_PARTITIONS=str(PARTITIONS)) | self.env
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -175,7 +177,8 @@ class WorkerProcess:
             start_new_session=True,
         )
         WorkerProcess.started.append(self)
-        wait_until(self.healthy, 90, f"worker on port {self.port} to answer (log: {self.log_path})")
+        if wait:
+            wait_until(self.healthy, 90, f"worker on port {self.port} to answer (log: {self.log_path})")
         return self
 
     def healthy(self) -> bool:

@@ -1,11 +1,12 @@
-"""Is a Kafka broker there at all? A plain TCP connect to the bootstrap servers, shared by the
-publishers (one line per look while they wait out an outage) and the worker (which must not give up
-on a stuck rebalance while the broker is simply away)."""
+"""Is a Kafka broker there? A plain TCP connect to the bootstrap servers (`unreachable`), for the
+publishers' one line per look while they wait out an outage; and that plus a metadata request
+(`not_serving`), for the worker, which must not give up on a stuck rebalance while the broker is away."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 PROBE_SECONDS = 2.0
 
@@ -41,3 +42,23 @@ async def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | N
                 await writer.wait_closed()
             return None
     return reason
+
+
+async def not_serving(bootstrap: str, security: dict[str, Any] | None = None, timeout: float = 10.0) -> str | None:
+    """Why Kafka at `bootstrap` does not serve: no TCP connection, or a connection but no answer to a
+    metadata request (a broker still starting, a proxy in front of none); None when it answers."""
+    reason = await unreachable(bootstrap)
+    if reason is not None:
+        return reason
+    from aiokafka.client import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {}))
+    try:
+        async with asyncio.timeout(timeout):
+            await client.bootstrap()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not serving
+        return f"accepts connections but answers no metadata request ({exc or type(exc).__name__})"
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+    return None

@@ -113,8 +113,8 @@ impl RecordBatch {
         }
     }
 
-    /// As aiokafka's `BatchBuilder.append`: None when the batch is full or closed (then it is closed),
-    /// else True. `timestamp` in ms since the epoch, None for now; headers are not supported.
+    /// As aiokafka's `BatchBuilder.append`: None when the batch is full (then it is closed) or closed
+    /// (built, too), else True. `timestamp` in ms since the epoch, None for now; headers are not supported.
     #[pyo3(signature = (*, timestamp, key, value, headers = None))]
     fn append(
         &mut self,
@@ -123,14 +123,13 @@ impl RecordBatch {
         value: &[u8],
         headers: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Option<bool>> {
-        self.open()?;
         if let Some(h) = headers {
             if h.len()? > 0 {
                 return Err(PyValueError::new_err("RecordBatch writes no headers"));
             }
         }
         if self.closed {
-            return Ok(None);
+            return Ok(None); // (built batches are closed)
         }
         if self.push(timestamp.unwrap_or_else(now_ms), key, value) {
             Ok(Some(true))
@@ -151,7 +150,6 @@ impl RecordBatch {
         limit: usize,
         key: Option<&[u8]>,
     ) -> PyResult<(usize, usize)> {
-        self.open()?;
         if self.closed || limit == 0 {
             return Ok((0, pos));
         }
