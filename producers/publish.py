@@ -191,6 +191,8 @@ class Publisher:
         """`send_many` for the `count` messages of `blob`, joined by b"\n" (so none holds a newline): with
         the compiled batch one call per batch, not per message."""
         if count <= 0:
+            if count < 0 or blob:
+                raise ValueError(f"{count} messages announced for a blob of {len(blob)} bytes")
             return
         part, batch = self._batch_for(key)
         extend = getattr(batch, "extend_joined", None)

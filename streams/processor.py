@@ -152,6 +152,7 @@ class Processor:
         self.clock = clock
         self.rebalancing_since: float | None = None  # clock time the timer first saw this rebalance
         self._rebalance_counted_from = 0.0  # its start, its last new generation, or Kafka's last absence
+        self._rebalance_served_from = 0.0  # its start, or Kafka's last absence
         self._rebalance_generation: int | None = None
         self.partitions: dict[int, PartitionState] = {}
         self._saving: dict[int, asyncio.Lock] = {}  # one checkpoint in flight per partition
@@ -598,8 +599,9 @@ class Processor:
     def rebalance_overdue(self) -> float | None:
         """Called every second (streams.watch): how long the rebalance going on has lasted, once it has
         gone on for `rebalance_seconds` since it began, since the group's last new generation (a group
-        that keeps rebalancing is alive) or since Kafka was last found away; else None (always when
-        `rebalance_seconds` is 0).
+        that keeps rebalancing is alive) and since Kafka was last found away, or for three times that
+        since it began or Kafka was last away, whatever the generations (a dead recovery stays dead
+        while peers come and go); else None (always when `rebalance_seconds` is 0).
 
         Why: Faust ends its table recovery for good when one of its steps waits longer than
         broker_request_timeout (mode's `wait_first` reads the time-out as "stopped"). The app then stays
@@ -612,18 +614,21 @@ class Processor:
         now = self.clock()
         generation = self.group.generation
         if self.rebalancing_since is None:
-            self.rebalancing_since = self._rebalance_counted_from = now
+            self.rebalancing_since = self._rebalance_counted_from = self._rebalance_served_from = now
             self._rebalance_generation = generation
         elif generation != self._rebalance_generation:
             self._rebalance_counted_from, self._rebalance_generation = now, generation
-        if self.rebalance_seconds <= 0 or now - self._rebalance_counted_from < self.rebalance_seconds:
+        limit = self.rebalance_seconds
+        if limit <= 0:
+            return None
+        if now - self._rebalance_counted_from < limit and now - self._rebalance_served_from < 3 * limit:
             return None
         return now - self.rebalancing_since
 
     def broker_away(self) -> None:
         """The broker does not answer: count the rebalance's time again from now. A new process could
         not join either, and the rebalance may well end once the broker is back."""
-        self._rebalance_counted_from = self.clock()
+        self._rebalance_counted_from = self._rebalance_served_from = self.clock()
 
     async def revoked(self) -> None:
         """Checkpoint before a rebalance, so the next owner starts where this worker stopped."""

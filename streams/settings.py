@@ -37,10 +37,11 @@ class Settings:
     fetch_max_wait_ms: int = 10
     # A partition behind its end offset with no progress for this long is sought again (see Processor).
     stall_seconds: float = 5.0
-    # A rebalance still not over after this long (counted again from each new group generation and from
-    # Kafka's return after an outage) ends the worker (exit 75) so that the group gives its partitions
-    # to another worker and a supervisor starts it again: Faust's recovery can end for good mid-rebalance
-    # (streams.watch). Recovering a partition's checkpoints takes seconds; 0 turns this off.
+    # A rebalance still not over after this long (counted again from each new group generation, but three
+    # times this at most, and from Kafka's return after an outage) ends the worker (exit 75) so that the
+    # group gives its partitions to another worker and a supervisor starts it again: Faust's recovery
+    # can end for good mid-rebalance (streams.watch). Recovering a partition's checkpoints takes
+    # seconds; 0 turns this off.
     rebalance_seconds: float = 180.0
     # At most this long for the last checkpoint on shutdown: with the broker gone it cannot be written,
     # and nothing is lost without it (the source topic holds the events).

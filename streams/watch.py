@@ -65,9 +65,13 @@ class RebalanceWatch:
     async def run(self) -> None:
         while not self.app.should_stop:
             await asyncio.sleep(WATCH_SECONDS)
-            await self.look()
+            try:
+                await self.look()
+            except Exception:  # a fault of the watch must not end a healthy worker (mode would crash the app)
+                log.exception("the stuck-rebalance watch failed to look; looking again in %.0f s", WATCH_SECONDS)
 
     async def look(self) -> None:
+        lasted = self.processor.rebalance_overdue()  # (read every second: the clock follows each rebalance)
         if self.away:
             if await self.probe(self.bootstrap, self.security) is not None:
                 self.processor.broker_away()
@@ -76,7 +80,6 @@ class RebalanceWatch:
             self.processor.broker_away()  # the rebalance gets its whole time again from now
             log.info("Kafka at %s answers again; the rebalance going on is watched from now", self.bootstrap)
             return
-        lasted = self.processor.rebalance_overdue()
         if lasted is None:
             return
         reason = await self.probe(self.bootstrap, self.security)

@@ -157,6 +157,8 @@ def test_a_blob_that_does_not_hold_the_messages_announced_is_an_error():
     with pytest.raises(ValueError, match="1 messages announced, more in the blob"):
         asyncio.run(publisher.send_joined(b"k", b"x\ny", 1))
     asyncio.run(publisher.send_joined(b"k", b"", 0))  # nothing announced: nothing sent
+    with pytest.raises(ValueError, match="0 messages announced for a blob of 1 bytes"):
+        asyncio.run(publisher.send_joined(b"k", b"x", 0))
     publisher._batches.clear()  # aiokafka's batches: the same checks
     publisher._open = lambda part: publisher._batches.setdefault(part, BatchBuilder(1 << 20, 0))  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="3 messages announced, 2 in the blob"):

@@ -85,6 +85,39 @@ def test_every_piece_alone_is_keyed_as_replay_keys_it():
         assert _compiled(piece + b"\n") == _reference(piece + b"\n"), piece
 
 
+class _Collect:
+    """A publisher that keeps what it is handed: per key, in order."""
+
+    def __init__(self) -> None:
+        self.got: dict[bytes | None, list[bytes]] = {}
+
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        self.got.setdefault(key, []).append(value)
+
+    async def send_joined(self, key: bytes, blob: bytes, count: int) -> None:
+        values = blob.split(b"\n")
+        assert len(values) == count
+        self.got.setdefault(key, []).extend(values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines, st.integers(min_value=1, max_value=64), st.booleans())
+def test_blocks_cut_from_small_chunks_give_what_the_line_by_line_path_gives(parts, size, last_line_open):
+    """Lines cut across chunks (a CRLF too), chunks without a newline, a last line without one."""
+    from crossing_monitor.logs.files import read_chunks, read_lines
+
+    data = b"".join(text + end for text, end in parts)
+    if last_line_open:
+        data = data.rstrip(b"\n")
+    compiled, python = _Collect(), _Collect()
+    asyncio.run(replay_module._blocks_at_max_speed(read_chunks(io.BytesIO(data), "x", size), group_by_key,
+                                                   compiled, lambda: None))  # fmt: skip
+    asyncio.run(replay_module._at_max_speed(messages(read_lines(io.BytesIO(data), "x")), python, lambda: None))
+    keyless = compiled.got.pop(None, []), python.got.pop(None, [])
+    assert compiled.got == python.got  # each key's messages, in order
+    assert keyless[0] == keyless[1]
+
+
 def test_replay_puts_the_same_messages_on_the_topic_with_and_without_the_compiled_grouping(
     kafka, tmp_path, monkeypatch
 ):

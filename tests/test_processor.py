@@ -599,6 +599,27 @@ def test_a_group_that_keeps_rebalancing_is_alive_each_new_generation_counts_agai
     assert p.rebalance_overdue() == 680
 
 
+def test_a_rebalance_that_new_generations_keep_fresh_is_still_overdue_after_three_times_the_limit():
+    """A dead recovery stays dead while peers come and go: generations alone cannot keep it forever."""
+    clock = Clock()
+    r = rig(rebalance_seconds=180.0, clock=clock)
+    p = r.processor
+    r.group.rebalancing = True
+    assert p.rebalance_overdue() is None
+    for _ in range(5):  # a new generation every 100 s
+        clock.now += 100
+        r.group.generation += 1
+        assert p.rebalance_overdue() is None
+    clock.now += 39
+    assert p.rebalance_overdue() is None
+    clock.now += 1
+    r.group.generation += 1
+    assert p.rebalance_overdue() == 540.0
+    p.broker_away()  # Kafka away: both clocks start again
+    clock.now += 179
+    assert p.rebalance_overdue() is None
+
+
 def test_a_rebalance_limit_of_zero_never_reports():
     clock = Clock()
     r = rig(rebalance_seconds=0.0, clock=clock)

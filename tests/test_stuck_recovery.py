@@ -137,6 +137,27 @@ def test_a_worker_that_is_stopping_is_not_ended_by_the_watch():
     assert not ended
 
 
+def test_a_fault_of_the_watch_is_logged_and_the_watch_goes_on(caplog, monkeypatch):
+    import streams.watch
+
+    app = _App()
+    looks = []
+
+    class Faulty(_Processor):
+        def rebalance_overdue(self) -> float | None:
+            looks.append(1)
+            if len(looks) >= 3:
+                app.should_stop = True
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(streams.watch, "WATCH_SECONDS", 0.0)
+    watch, _, ended = _watch([], Faulty(), app)
+    with caplog.at_level(logging.ERROR, logger="crossing_monitor.worker"):
+        asyncio.run(watch.run())
+    assert len(looks) == 3 and not ended
+    assert caplog.text.count("the stuck-rebalance watch failed to look") == 3
+
+
 def test_a_rebalance_that_is_not_overdue_costs_no_probe():
     watch, asked, ended = _watch([], _Processor(overdue=None))
     asyncio.run(watch.look())

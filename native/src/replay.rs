@@ -42,8 +42,7 @@ fn port_at(line: &[u8], at: usize) -> Option<&[u8]> {
 }
 
 /// How the line is keyed: Some(key) or None by the regular expression, Err(()) when Python must say.
-fn key_here(line: &[u8]) -> Result<Option<&[u8]>, ()> {
-    let finder = memchr::memmem::Finder::new(PORT);
+fn key_here<'a>(finder: &memchr::memmem::Finder<'_>, line: &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
     if finder.find_iter(line).take(2).count() != 1 {
         return Err(());
     }
@@ -65,14 +64,17 @@ type Groups = Vec<(Py<PyBytes>, usize, Py<PyBytes>)>;
 /// messages without a key, in order.
 #[pyfunction]
 pub fn group_by_key(py: Python<'_>, block: &[u8], key_of: Bound<'_, PyAny>) -> PyResult<(Groups, Vec<Py<PyBytes>>)> {
-    let mut groups: Vec<(Vec<u8>, usize, Vec<u8>)> = Vec::new();
+    let finder = memchr::memmem::Finder::new(PORT);
+    let mut groups: Vec<(Vec<u8>, usize, Vec<u8>)> = Vec::new(); // in the order keys first appear
+    let mut index: rustc_hash::FxHashMap<Vec<u8>, usize> = Default::default();
     let mut keyless: Vec<Py<PyBytes>> = Vec::new();
     let mut asked: Vec<u8> = Vec::new();
     let mut add = |key: &[u8], line: &[u8]| {
-        let found = match groups.iter().position(|g| g.0 == key) {
-            Some(i) => i,
+        let found = match index.get(key) {
+            Some(&i) => i,
             None => {
-                groups.push((key.to_vec(), 0, Vec::with_capacity(block.len() / 4)));
+                index.insert(key.to_vec(), groups.len());
+                groups.push((key.to_vec(), 0, Vec::new()));
                 groups.len() - 1
             }
         };
@@ -92,7 +94,7 @@ pub fn group_by_key(py: Python<'_>, block: &[u8], key_of: Bound<'_, PyAny>) -> P
         if line.iter().all(|&b| blank(b)) {
             continue;
         }
-        match key_here(line) {
+        match key_here(&finder, line) {
             Ok(Some(key)) => add(key, line),
             Ok(None) => keyless.push(PyBytes::new(py, line).unbind()),
             Err(()) => {
