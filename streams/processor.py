@@ -150,7 +150,7 @@ class Processor:
         self.stall_seconds = stall_seconds
         self.rebalance_seconds = rebalance_seconds
         self.clock = clock
-        self.rebalancing_since: float | None = None  # clock time the timer first saw this rebalance
+        self.rebalancing_since: float | None = None  # clock time the watch first saw this rebalance
         self._rebalance_counted_from = 0.0  # its start, its last new generation, or Kafka's last absence
         self._rebalance_served_from = 0.0  # its start, or Kafka's last absence
         self._rebalance_generation: int | None = None
@@ -591,7 +591,7 @@ class Processor:
     # ---- rebalances ---------------------------------------------------------------------------
 
     def rebalancing_for(self) -> float | None:
-        """Seconds the rebalance now going on has lasted (as the timer saw it); None when there is none."""
+        """Seconds the rebalance now going on has lasted (as the watch saw it); None when there is none."""
         if self.rebalancing_since is None or not self.group.rebalancing:
             return None
         return self.clock() - self.rebalancing_since

@@ -36,6 +36,7 @@ class Watched(Protocol):
 
 
 def exit_stuck() -> None:
+    """End the process now, logs flushed (a clean stop could hang on the very Faust services that are stuck)."""
     logging.shutdown()
     sys.stderr.flush()
     os._exit(EXIT_STUCK)
