@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +23,7 @@ from streams.adapters import AppGroup, ConsumerSource, PortHome, TableCheckpoint
 from streams.processor import Processor
 from streams.settings import Settings
 from streams.transport import BatchHandoff
-from streams.watch import RebalanceWatch
+from streams.watch import RebalanceWatch, exit_now
 from streams.workerapp import WorkerApp
 
 log = logging.getLogger("crossing_monitor.worker")
@@ -165,9 +164,7 @@ def _exit_after(seconds: float) -> None:
 
     def hard_exit() -> None:
         log.warning("stop: not over after %.0f s (Kafka unreachable?); exiting now, nothing is lost", seconds)
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(0)
+        exit_now(0)
 
     timer = threading.Timer(seconds, hard_exit)
     timer.daemon = True

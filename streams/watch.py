@@ -35,11 +35,15 @@ class Watched(Protocol):
     def broker_away(self) -> None: ...
 
 
-def exit_stuck() -> None:
-    """End the process now, logs flushed (a clean stop could hang on the very Faust services that are stuck)."""
+def exit_now(code: int) -> None:
+    """End the process at once, logs flushed: no stop that could hang on the Faust services that are stuck."""
     logging.shutdown()
     sys.stderr.flush()
-    os._exit(EXIT_STUCK)
+    os._exit(code)
+
+
+def exit_stuck() -> None:
+    exit_now(EXIT_STUCK)
 
 
 class RebalanceWatch:

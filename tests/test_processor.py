@@ -584,16 +584,22 @@ def test_a_rebalance_that_lasts_too_long_is_reported_counting_from_when_the_brok
     assert p.rebalance_overdue() == 180.0
 
 
-def test_a_group_that_keeps_rebalancing_is_alive_each_new_generation_counts_again():
+def _five_generations_100_s_apart() -> tuple[Processor, Clock, FakeGroup]:
+    """A rebalance going on while a peer crash-loops: a new generation every 100 s, never overdue."""
     clock = Clock()
     r = rig(rebalance_seconds=180.0, clock=clock)
     p = r.processor
     r.group.rebalancing = True
     assert p.rebalance_overdue() is None
-    for _ in range(5):  # a peer crash-looping: a new generation every 100 s
+    for _ in range(5):
         clock.now += 100
         r.group.generation += 1
         assert p.rebalance_overdue() is None
+    return p, clock, r.group
+
+
+def test_a_group_that_keeps_rebalancing_is_alive_each_new_generation_counts_again():
+    p, clock, _ = _five_generations_100_s_apart()
     assert p.rebalancing_for() == 500
     clock.now += 180
     assert p.rebalance_overdue() == 680
@@ -601,19 +607,11 @@ def test_a_group_that_keeps_rebalancing_is_alive_each_new_generation_counts_agai
 
 def test_a_rebalance_that_new_generations_keep_fresh_is_still_overdue_after_three_times_the_limit():
     """A dead recovery stays dead while peers come and go: generations alone cannot keep it forever."""
-    clock = Clock()
-    r = rig(rebalance_seconds=180.0, clock=clock)
-    p = r.processor
-    r.group.rebalancing = True
-    assert p.rebalance_overdue() is None
-    for _ in range(5):  # a new generation every 100 s
-        clock.now += 100
-        r.group.generation += 1
-        assert p.rebalance_overdue() is None
+    p, clock, group = _five_generations_100_s_apart()
     clock.now += 39
     assert p.rebalance_overdue() is None
     clock.now += 1
-    r.group.generation += 1
+    group.generation += 1
     assert p.rebalance_overdue() == 540.0
     p.broker_away()  # Kafka away: both clocks start again
     clock.now += 179
