@@ -344,6 +344,16 @@ class Publisher:
         while self._in_flight:
             await self._settle_oldest()
 
+    def abandon(self, why: str) -> PublishError:
+        """Give up on what is not acknowledged yet (a stop that cannot wait for the broker): `stop` then
+        closes at once without flushing. Returns the error that says what was and may not have been sent."""
+        acked = self._acknowledged()
+        self._failed = PublishError(
+            f"{why}: {acked:,} events acknowledged, {self.handed - acked:,} handed over that may or may not "
+            "be on the topic (the rest were not sent)"
+        )
+        return self._failed
+
     async def stop(self) -> None:
         """Flush (unless publishing already failed), then close; never hangs on a broker that is gone."""
         if self._producer is None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import datetime
 from math import inf
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from producers.run import Run, from_scenario
 from producers.scenarios import SCENARIOS, scenario
 
 PROGRESS_EVERY = 4096  # events between progress updates
+STOP_GRACE_SECONDS = 10.0  # how long a stopped run waits for the broker to acknowledge what it has sent
 
 
 def list_scenarios() -> str:
@@ -156,16 +158,44 @@ async def publish(
             chunks = await stack.enter_async_context(ModelsHere(run) if here else ModelProcesses(run, processes))
         publisher = Publisher(bootstrap, topic, linger_ms=100 if pacer is None else 5, patience=patience)
         await publisher.start()
-        try:  # Publisher's own errors (PublishError) say what was acknowledged and what may not be
+
+        async def send_all() -> None:
             with progress_bar(show_progress, f"publishing to {topic}", total, " s") as update:
                 if chunks is not None:
                     await _publish_chunks(run, chunks, publisher, update, stop)
                 else:
                     await _publish_paced(run, publisher, pacer, update, stop)
                 await publisher.flush()
+
+        try:  # Publisher's own errors (PublishError) say what was acknowledged and what may not be
+            await _unless_stopped(send_all(), stop, publisher)
         finally:
             await publisher.stop()
     return publisher.sent
+
+
+async def _unless_stopped(sending: Coroutine, stop: asyncio.Event | None, publisher) -> None:
+    """Run `sending`; once `stop` is set, give it STOP_GRACE_SECONDS to flush, then abandon what is not
+    acknowledged. A stop comes with the broker often (the demo's children all get the parent's death
+    signal at once), and patience would wait 10 minutes for a broker that is shutting down too."""
+    task = asyncio.ensure_future(sending)
+    try:
+        if stop is not None:
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if not (await asyncio.wait([task], timeout=STOP_GRACE_SECONDS))[0]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                failed = publisher.abandon(f"stopped; Kafka acknowledged nothing more within {STOP_GRACE_SECONDS:g} s")
+                publisher.say(str(failed))
+                return
+        await task
+    finally:
+        task.cancel()
 
 
 async def _publish_paced(run: Run, publisher, pacer: Pacer, update, stop: asyncio.Event | None) -> None:

@@ -154,3 +154,39 @@ def test_a_broker_gone_past_the_patience_is_one_honest_line(broker, tmp_path):
     broker.restart()
     on_topic = len(consume_all(broker.bootstrap, topic))
     assert acked <= on_topic <= acked + unsure
+
+
+@pytest.mark.kafka
+def test_a_stopped_feed_waits_a_short_grace_not_the_patience_for_a_broker_that_is_gone(broker, tmp_path):
+    """The demo killed outright: every child gets its death signal at once, the broker too. The traffic
+    feed, stopped with events unacknowledged, gives the broker STOP_GRACE_SECONDS, not 10 minutes."""
+    from producers.simulate import STOP_GRACE_SECONDS
+
+    topic = f"outage-stop-{uuid.uuid4().hex[:8]}"
+    err_path = tmp_path / "feed.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crossing_monitor.cli.demo", "feed", broker.bootstrap, topic, "600", "1"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: end_total(broker.bootstrap, topic) >= 500, 60, "the first events on the topic")
+            broker.kill()
+            time.sleep(2)  # events go on being sent at 600x: some are handed over, none acknowledged
+            started = time.monotonic()
+            proc.terminate()
+            code = proc.wait(STOP_GRACE_SECONDS + 30)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = err_path.read_text()
+    assert code == 0, stderr
+    assert STOP_GRACE_SECONDS - 1 < took < STOP_GRACE_SECONDS + 15, (took, stderr)
+    line = next(line for line in stderr.splitlines() if "stopped; Kafka acknowledged nothing more" in line)
+    figures = re.findall(r"([\d,]+) events acknowledged, ([\d,]+) handed", line)[0]
+    acked, handed = (int(n.replace(",", "")) for n in figures)
+    assert handed > 0 and acked >= 500, line
+    for noise in ("Traceback", "Future exception was never retrieved", "Task exception", "Unclosed"):
+        assert noise not in stderr, stderr
