@@ -190,8 +190,8 @@ async def _unless_stopped(sending: Coroutine, stop: asyncio.Event | None, publis
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                failed = publisher.abandon(f"stopped; Kafka acknowledged nothing more within {STOP_GRACE_SECONDS:g} s")
-                publisher.say(str(failed))
+                why = f"stopped; Kafka did not acknowledge the rest within {STOP_GRACE_SECONDS:g} s"
+                publisher.say(str(publisher.abandon(why)))
                 return
         await task
     finally:
