@@ -143,7 +143,8 @@ async def publish(
     event, and the CPU is what bounds the rate beside a local broker), unless `processes` asks for child
     processes or the Python model runs: then the models run in `processes` child processes (default: by
     the CPUs), started before connecting so they are under way by then, while this one publishes what they send.
-    `stop` set ends a run early (an endless one, say); what was sent until then is flushed.
+    `stop` set ends a run early (an endless one, say); what was sent until then is flushed for up to
+    STOP_GRACE_SECONDS, and what the broker has not acknowledged by then is abandoned, in one line.
     A broker that goes away is waited for, up to `patience` seconds without an acknowledgement."""
     from producers.parallel import ModelProcesses, ModelsHere, compiled_here
     from producers.publish import Publisher
